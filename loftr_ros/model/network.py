@@ -1,0 +1,289 @@
+"""The coarse LoFTR network in PyTorch, written from docs/model-spec.md.
+
+Data flow for one image pair (both images share the backbone, concatenated on the batch axis):
+
+    image [N,1,H,W] -> ResNet backbone -> coarse map [N,C,H/s,W/s] (+ optional fine map [N,Cf,H/f,W/f])
+    coarse map + 2D sine PE -> flatten [N,L,C] -> linear-attention self/cross layers
+    -> dual-softmax -> conf_matrix [N,L,S]
+
+No einsum, no einops and no data-dependent shapes, so the graph exports to static ONNX. Module
+attribute names follow the original checkpoints' key names (model-spec §2 and §3.2).
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from loftr_ros.model.presets import CROSS, SELF, ModelConfig
+
+# ------------------------------------------------------------------------------------------------
+# Backbone
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block: conv3x3(stride)-BN-ReLU-conv3x3-BN, plus shortcut, then ReLU."""
+
+    def __init__(self, in_dim: int, out_dim: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_dim, out_dim, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_dim)
+        self.conv2 = nn.Conv2d(out_dim, out_dim, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_dim)
+        self.downsample: Optional[nn.Sequential] = None
+        if stride != 1 or in_dim != out_dim:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_dim, out_dim, 1, stride=stride, bias=False), nn.BatchNorm2d(out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = F.relu(self.bn1(self.conv1(x)))
+        residual = self.bn2(self.conv2(residual))
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return F.relu(residual + shortcut)
+
+
+class FineHead(nn.Module):
+    """Fine feature head: the backbone map at the fine stride, plus the next (coarser) layer's map
+    upsampled x2, fused by a 3x3 conv. Output has no activation (it is correlated, not classified)."""
+
+    def __init__(self, fine_in: int, context_in: int, dim: int) -> None:
+        super().__init__()
+        self.lateral = nn.Conv2d(fine_in, dim, 1, bias=False)
+        self.context = nn.Conv2d(context_in, dim, 1, bias=False)
+        self.fuse = nn.Sequential(
+            nn.BatchNorm2d(dim), nn.ReLU(inplace=True), nn.Conv2d(dim, dim, 3, padding=1, bias=False))
+
+    def forward(self, fine_map: torch.Tensor, context_map: torch.Tensor) -> torch.Tensor:
+        context = F.interpolate(self.context(context_map), size=fine_map.shape[2:],
+                                mode="bilinear", align_corners=False)
+        return self.fuse(self.lateral(fine_map) + context)
+
+
+class Backbone(nn.Module):
+    """Stem (7x7/2) + ResNet layers down to the coarse stride + 1x1 coarse head (no BN/act).
+
+    The coarse head is named ``layer{N}_outconv`` after the last layer, as in the checkpoints.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, config.initial_dim, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(config.initial_dim)
+        in_dim = config.initial_dim
+        self.num_layers = len(config.block_dims)
+        for index, (out_dim, stride) in enumerate(zip(config.block_dims, config.block_strides)):
+            layer = nn.Sequential(BasicBlock(in_dim, out_dim, stride), BasicBlock(out_dim, out_dim, 1))
+            setattr(self, f"layer{index + 1}", layer)
+            in_dim = out_dim
+        setattr(self, f"layer{self.num_layers}_outconv",
+                nn.Conv2d(in_dim, config.block_dims[-1], 1, bias=False))
+        self.fine_layer: Optional[int] = None
+        self.fine_head: Optional[FineHead] = None
+        if config.fine is not None:
+            self.fine_layer = config.stage_strides.index(config.fine.stride)
+            if self.fine_layer + 1 >= self.num_layers:
+                raise ValueError("the fine stride must be finer than the coarse stride")
+            self.fine_head = FineHead(config.block_dims[self.fine_layer],
+                                      config.block_dims[self.fine_layer + 1], config.fine.dim)
+
+    def forward(self, images: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """images [N,1,H,W] -> (coarse map [N,C,H/s,W/s], fine map [N,Cf,H/f,W/f] or None)."""
+        x = F.relu(self.bn1(self.conv1(images)))
+        stage_outputs: List[torch.Tensor] = []
+        for index in range(self.num_layers):
+            x = getattr(self, f"layer{index + 1}")(x)
+            stage_outputs.append(x)
+        coarse = getattr(self, f"layer{self.num_layers}_outconv")(x)
+        fine = None
+        if self.fine_head is not None and self.fine_layer is not None:
+            fine = self.fine_head(stage_outputs[self.fine_layer], stage_outputs[self.fine_layer + 1])
+        return coarse, fine
+
+
+# ------------------------------------------------------------------------------------------------
+# Positional encoding
+
+
+def sine_position_encoding(d_model: int, height: int, width: int, variant: str) -> torch.Tensor:
+    """2D sine positional encoding [1, d_model, height, width] (model-spec §1.3).
+
+    Channel 4k = sin(x w_k), 4k+1 = cos(x w_k), 4k+2 = sin(y w_k), 4k+3 = cos(y w_k) with 1-based
+    x = col + 1, y = row + 1; ``fixed``: w_k = 10000^(-4k/C); ``buggy``: w_k = exp(-2k).
+    """
+    if d_model % 4:
+        raise ValueError(f"d_model {d_model} must be a multiple of 4 for the 2D sine encoding")
+    k = torch.arange(d_model // 4, dtype=torch.float64)
+    if variant == "fixed":
+        omega = torch.exp(-4.0 * k * math.log(10000.0) / d_model)
+    elif variant == "buggy":
+        omega = torch.exp(-2.0 * k)
+    else:
+        raise ValueError(f"unknown positional encoding variant {variant!r}")
+    x = torch.arange(1, width + 1, dtype=torch.float64)[None, :].expand(height, width)
+    y = torch.arange(1, height + 1, dtype=torch.float64)[:, None].expand(height, width)
+    pe = torch.zeros(d_model, height, width, dtype=torch.float64)
+    pe[0::4] = torch.sin(x[None] * omega[:, None, None])
+    pe[1::4] = torch.cos(x[None] * omega[:, None, None])
+    pe[2::4] = torch.sin(y[None] * omega[:, None, None])
+    pe[3::4] = torch.cos(y[None] * omega[:, None, None])
+    return pe.float().unsqueeze(0)
+
+
+# ------------------------------------------------------------------------------------------------
+# Linear-attention transformer
+
+
+def elu_feature_map(x: torch.Tensor) -> torch.Tensor:
+    """phi(x) = elu(x) + 1 (positive feature map of linear attention)."""
+    return F.elu(x) + 1.0
+
+
+class EncoderLayer(nn.Module):
+    """One LoFTR encoder layer with linear attention (model-spec §1.4, steps 1-5)."""
+
+    def __init__(self, d_model: int, nhead: int, ln_eps: float) -> None:
+        super().__init__()
+        self.nhead = nhead
+        self.head_dim = d_model // nhead
+        self.q_proj = nn.Linear(d_model, d_model, bias=False)
+        self.k_proj = nn.Linear(d_model, d_model, bias=False)
+        self.v_proj = nn.Linear(d_model, d_model, bias=False)
+        self.merge = nn.Linear(d_model, d_model, bias=False)
+        self.mlp = nn.Sequential(
+            nn.Linear(2 * d_model, 2 * d_model, bias=False), nn.ReLU(inplace=True),
+            nn.Linear(2 * d_model, d_model, bias=False))
+        self.norm1 = nn.LayerNorm(d_model, eps=ln_eps)
+        self.norm2 = nn.LayerNorm(d_model, eps=ln_eps)
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = x.shape
+        return x.reshape(batch, length, self.nhead, self.head_dim).permute(0, 2, 1, 3)
+
+    def linear_attention(self, x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """x [N,L,C] attends to source [N,S,C] -> [N,L,C]."""
+        batch, length, channels = x.shape
+        source_length = source.shape[1]
+        query = elu_feature_map(self._split_heads(self.q_proj(x)))        # [N,h,L,D]
+        key = elu_feature_map(self._split_heads(self.k_proj(source)))     # [N,h,S,D]
+        # Dividing v by S keeps KV an average (fp16 range); multiplied back below.
+        value = self._split_heads(self.v_proj(source)) / source_length    # [N,h,S,D]
+        key_value = torch.matmul(key.transpose(2, 3), value)               # [N,h,D,D]
+        key_sum = key.sum(dim=2, keepdim=True).transpose(2, 3)            # [N,h,D,1]
+        normaliser = 1.0 / (torch.matmul(query, key_sum) + 1e-6)          # [N,h,L,1]
+        message = torch.matmul(query, key_value) * normaliser * source_length  # [N,h,L,D]
+        return message.permute(0, 2, 1, 3).reshape(batch, length, channels)
+
+    def forward(self, x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        message = self.norm1(self.merge(self.linear_attention(x, source)))
+        message = self.norm2(self.mlp(torch.cat([x, message], dim=2)))
+        return x + message
+
+
+class LocalFeatureTransformer(nn.Module):
+    """Interleaved self/cross layers; cross layers update f0 first and feed the updated f0 to f1."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.layer_names = list(config.layer_names)
+        self.layers = nn.ModuleList(
+            [EncoderLayer(config.d_model, config.nhead, config.ln_eps) for _ in self.layer_names])
+
+    def forward(self, feat0: torch.Tensor, feat1: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        for layer, kind in zip(self.layers, self.layer_names):
+            if kind == SELF:
+                feat0 = layer(feat0, feat0)
+                feat1 = layer(feat1, feat1)
+            elif kind == CROSS:
+                feat0 = layer(feat0, feat1)
+                feat1 = layer(feat1, feat0)
+            else:  # pragma: no cover - ModelConfig validates layer names
+                raise ValueError(kind)
+        return feat0, feat1
+
+
+# ------------------------------------------------------------------------------------------------
+# Full model
+
+
+def dual_softmax(feat0: torch.Tensor, feat1: torch.Tensor, temperature: float) -> Tuple[
+        torch.Tensor, torch.Tensor]:
+    """Dual-softmax confidence: returns (conf [N,L,S], similarity/temperature [N,L,S])."""
+    channels = feat0.shape[-1]
+    similarity = torch.matmul(feat0, feat1.transpose(1, 2)) / (channels * temperature)
+    conf = F.softmax(similarity, dim=1) * F.softmax(similarity, dim=2)
+    return conf, similarity
+
+
+class CoarseLoFTR(nn.Module):
+    """Coarse-only LoFTR (+ optional fine feature head).
+
+    ``forward(image0, image1)`` takes float32 [N,1,H,W] in [0,1] and returns a dict with
+    ``conf_matrix`` [N,L,S], ``sim_matrix`` [N,L,S] (logits before the dual softmax) and, for models
+    with a fine stage, ``fine_feat0`` / ``fine_feat1`` [N,Cf,H/f,W/f].
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = Backbone(config)
+        self.loftr_coarse = LocalFeatureTransformer(config)
+        self._pe_cache: Dict[Tuple[int, int], torch.Tensor] = {}
+
+    def position_encoding(self, height: int, width: int, like: torch.Tensor) -> torch.Tensor:
+        """PE for a coarse grid of height x width, cached per size (never saved in checkpoints)."""
+        key = (height, width)
+        if key not in self._pe_cache:
+            self._pe_cache[key] = sine_position_encoding(
+                self.config.d_model, height, width, self.config.pe_variant)
+        return self._pe_cache[key].to(device=like.device, dtype=like.dtype)
+
+    def extract(self, image0: torch.Tensor, image1: torch.Tensor) -> Tuple[
+            torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """Backbone + PE + transformer -> (feat0 [N,L,C], feat1 [N,S,C], fine0, fine1)."""
+        batch = image0.shape[0]
+        if image0.shape == image1.shape:
+            coarse, fine = self.backbone(torch.cat([image0, image1], dim=0))
+            coarse0, coarse1 = coarse[:batch], coarse[batch:]
+            fine0 = fine[:batch] if fine is not None else None
+            fine1 = fine[batch:] if fine is not None else None
+        else:
+            coarse0, fine0 = self.backbone(image0)
+            coarse1, fine1 = self.backbone(image1)
+        feats = []
+        for coarse_map in (coarse0, coarse1):
+            height, width = int(coarse_map.shape[2]), int(coarse_map.shape[3])
+            coarse_map = coarse_map + self.position_encoding(height, width, coarse_map)
+            feats.append(coarse_map.flatten(2).transpose(1, 2))
+        feat0, feat1 = self.loftr_coarse(feats[0], feats[1])
+        return feat0, feat1, fine0, fine1
+
+    def forward(self, image0: torch.Tensor, image1: torch.Tensor) -> Dict[str, torch.Tensor]:
+        feat0, feat1, fine0, fine1 = self.extract(image0, image1)
+        conf, similarity = dual_softmax(feat0, feat1, self.config.temperature)
+        outputs = {"conf_matrix": conf, "sim_matrix": similarity}
+        if fine0 is not None and fine1 is not None:
+            outputs["fine_feat0"] = fine0
+            outputs["fine_feat1"] = fine1
+        return outputs
+
+
+def init_weights(model: nn.Module) -> None:
+    """Training-from-scratch init: Kaiming-normal convs, BN 1/0, Xavier-uniform linear layers."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, (nn.BatchNorm2d, nn.LayerNorm)):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+
+
+def build_model(config: ModelConfig) -> CoarseLoFTR:
+    """Build a freshly initialised model for ``config`` (eval mode off; caller decides)."""
+    model = CoarseLoFTR(config)
+    init_weights(model)
+    return model
