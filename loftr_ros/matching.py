@@ -1,0 +1,178 @@
+"""Confidence matrix -> matches, in numpy (never inside the ONNX/TensorRT graph).
+
+Steps: threshold, border margin, mutual nearest neighbour, optional top-k, cell index -> pixel
+(cell k sits at pixel k * stride, model-spec §1.6), then optional sub-cell refinement:
+
+- ``expectation``: confidence-weighted mean over the 3x3 neighbour cells of the match in image 1.
+- ``fine``: the learned fine stage: correlate the image-0 fine feature with a window of image-1 fine
+  features around the coarse match and take the softmax expectation (twin of
+  ``loftr_ros.training.losses.fine_expectation``).
+
+All coordinates here are in MODEL-INPUT pixels; ``preprocess`` maps them back to the original frame.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from loftr_ros.model.presets import ModelConfig
+
+REFINEMENTS = ("auto", "none", "expectation", "fine")
+
+
+@dataclass
+class MatchingOptions:
+    """Post-processing settings.
+
+    Attributes:
+        threshold: minimum confidence (exclusive), in [0, 1].
+        border_margin: coarse cells ignored along each image border.
+        max_matches: keep the most confident ones; 0 = all.
+        refinement: one of ``REFINEMENTS``; ``auto`` = ``fine`` when fine features exist, else
+            ``expectation``.
+    """
+
+    threshold: float = 0.2
+    border_margin: int = 2
+    max_matches: int = 0
+    refinement: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
+        if self.border_margin < 0 or self.max_matches < 0:
+            raise ValueError("border_margin and max_matches must be >= 0")
+        if self.refinement not in REFINEMENTS:
+            raise ValueError(f"refinement must be one of {REFINEMENTS}, got {self.refinement!r}")
+
+
+@dataclass
+class CellMatches:
+    """Matches in model-input pixels plus the cell indices they came from."""
+
+    indices0: np.ndarray    # int64 [N]
+    indices1: np.ndarray    # int64 [N]
+    keypoints0: np.ndarray  # float32 [N,2] (x, y)
+    keypoints1: np.ndarray  # float32 [N,2]
+    scores: np.ndarray      # float32 [N]
+    refinement: str
+
+
+def border_mask(grid_width: int, grid_height: int, margin: int) -> np.ndarray:
+    """bool [grid_h*grid_w]: True for cells at least ``margin`` cells from every border."""
+    cols, rows = np.meshgrid(np.arange(grid_width), np.arange(grid_height))
+    inside = ((cols >= margin) & (cols < grid_width - margin) & (rows >= margin)
+              & (rows < grid_height - margin))
+    return inside.reshape(-1)
+
+
+def mutual_nearest(conf: np.ndarray, threshold: float, valid0: np.ndarray, valid1: np.ndarray
+                   ) -> np.ndarray:
+    """Indices [N,2] (i, j) with conf[i,j] > threshold, maximal in its row and column, and both
+    cells valid. Each row and column contributes at most one match (ties: lowest index)."""
+    if conf.size == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    best_j = conf.argmax(axis=1)
+    best_i = conf.argmax(axis=0)
+    rows = np.arange(conf.shape[0])
+    mutual = best_i[best_j] == rows
+    keep = mutual & (conf[rows, best_j] > threshold) & valid0 & valid1[best_j]
+    return np.stack([rows[keep], best_j[keep]], axis=1).astype(np.int64)
+
+
+def cell_to_pixel(indices: np.ndarray, grid_width: int, stride: int) -> np.ndarray:
+    """float32 [N,2] pixel positions (x, y) of flat cell indices."""
+    return np.stack([indices % grid_width, indices // grid_width], axis=1).astype(np.float32) * stride
+
+
+def refine_by_expectation(conf: np.ndarray, indices0: np.ndarray, indices1: np.ndarray,
+                          grid_width: int, grid_height: int, stride: int) -> np.ndarray:
+    """Image-1 positions [N,2]: confidence-weighted mean of the 3x3 cells around each match j
+    (weights = conf[i, j'] for the neighbours j' of j)."""
+    cols = indices1 % grid_width
+    rows = indices1 // grid_width
+    weighted = np.zeros((len(indices1), 2), dtype=np.float64)
+    total = np.zeros(len(indices1), dtype=np.float64)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            c, r = cols + dx, rows + dy
+            ok = (c >= 0) & (c < grid_width) & (r >= 0) & (r < grid_height)
+            neighbour = np.where(ok, r * grid_width + c, 0)
+            weight = np.where(ok, conf[indices0, neighbour], 0.0)
+            weighted[:, 0] += weight * c * stride
+            weighted[:, 1] += weight * r * stride
+            total += weight
+    return (weighted / np.maximum(total, 1e-12)[:, None]).astype(np.float32)
+
+
+def refine_with_fine_features(fine0: np.ndarray, fine1: np.ndarray, indices0: np.ndarray,
+                              indices1: np.ndarray, grid_width: int, config: ModelConfig
+                              ) -> np.ndarray:
+    """Image-1 positions [N,2] from the learned fine stage.
+
+    fine0, fine1: [C, Hf, Wf] fine feature maps. For each match, the image-0 fine feature at the
+    cell centre is correlated with a (2r+1)^2 window of image-1 features around the coarse match;
+    the softmax expectation of the window positions (clamped to the map) is the refined position.
+    """
+    fine = config.fine
+    if fine is None:
+        raise ValueError(f"preset {config.name!r} has no fine stage")
+    channels, fine_h, fine_w = fine0.shape
+    ratio = config.coarse_stride // fine.stride
+    centre0 = np.stack([indices0 % grid_width, indices0 // grid_width], axis=1) * ratio
+    centre1 = np.stack([indices1 % grid_width, indices1 // grid_width], axis=1) * ratio
+    steps = np.arange(-fine.window_radius, fine.window_radius + 1)
+    offset_y, offset_x = np.meshgrid(steps, steps, indexing="ij")
+    offsets = np.stack([offset_x.ravel(), offset_y.ravel()], axis=1)          # [W,2]
+    positions = centre1[:, None, :] + offsets[None]                           # [N,W,2]
+    positions[..., 0] = np.clip(positions[..., 0], 0, fine_w - 1)
+    positions[..., 1] = np.clip(positions[..., 1], 0, fine_h - 1)
+    feat0 = fine0[:, centre0[:, 1], centre0[:, 0]].T                          # [N,C]
+    feat1 = fine1[:, positions[..., 1], positions[..., 0]]                    # [C,N,W]
+    logits = (feat1 * feat0.T[:, :, None]).sum(axis=0).astype(np.float64)    # [N,W]
+    logits /= np.sqrt(channels) * fine.temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    prob = np.exp(logits)
+    prob /= prob.sum(axis=1, keepdims=True)
+    expected = (prob[..., None] * positions).sum(axis=1)
+    return (expected * fine.stride).astype(np.float32)
+
+
+def match_confidence(conf: np.ndarray, config: ModelConfig, options: MatchingOptions,
+                     fine_feat0: Optional[np.ndarray] = None,
+                     fine_feat1: Optional[np.ndarray] = None,
+                     input_size: Optional[tuple] = None) -> CellMatches:
+    """Full post-processing of one confidence matrix ``conf`` [L,S] (model-input pixels).
+
+    ``input_size`` (width, height) defaults to the config's; it fixes the grid shape.
+    """
+    width, height = input_size or config.input_size
+    stride = config.coarse_stride
+    grid_w, grid_h = width // stride, height // stride
+    if conf.shape != (grid_w * grid_h, grid_w * grid_h):
+        raise ValueError(f"confidence matrix {conf.shape} does not fit a {grid_w}x{grid_h} grid")
+    valid = border_mask(grid_w, grid_h, options.border_margin)
+    pairs = mutual_nearest(conf, options.threshold, valid, valid)
+    scores = conf[pairs[:, 0], pairs[:, 1]].astype(np.float32)
+    if options.max_matches and len(scores) > options.max_matches:
+        keep = np.argsort(-scores, kind="stable")[:options.max_matches]
+        keep.sort()
+        pairs, scores = pairs[keep], scores[keep]
+    indices0, indices1 = pairs[:, 0], pairs[:, 1]
+    keypoints0 = cell_to_pixel(indices0, grid_w, stride)
+    refinement = options.refinement
+    if refinement == "auto":
+        refinement = "fine" if (config.fine is not None and fine_feat0 is not None) else "expectation"
+    if refinement == "fine":
+        if fine_feat0 is None or fine_feat1 is None:
+            raise ValueError("refinement 'fine' needs a model with a fine stage")
+        keypoints1 = refine_with_fine_features(fine_feat0, fine_feat1, indices0, indices1, grid_w,
+                                               config)
+    elif refinement == "expectation":
+        keypoints1 = refine_by_expectation(conf, indices0, indices1, grid_w, grid_h, stride)
+    else:
+        keypoints1 = cell_to_pixel(indices1, grid_w, stride)
+    return CellMatches(indices0=indices0, indices1=indices1, keypoints0=keypoints0,
+                       keypoints1=keypoints1.reshape(-1, 2), scores=scores, refinement=refinement)

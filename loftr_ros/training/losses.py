@@ -1,0 +1,85 @@
+"""Training losses (torch): coarse dual-softmax focal loss, fine expectation loss, distillation.
+
+The fine window correlation here is the torch twin of ``loftr_ros.matching.refine_with_fine_features``
+(numpy, used at inference); a test checks both give the same positions.
+"""
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+import torch
+import torch.nn.functional as F
+
+
+def coarse_focal_loss(conf: torch.Tensor, match_j: torch.Tensor, alpha: float = 0.25,
+                      gamma: float = 2.0, negative_weight: float = 1.0) -> torch.Tensor:
+    """LoFTR's dense focal loss on the dual-softmax confidence (model-spec §4.2).
+
+    Args:
+        conf: [B,L,S] confidence in [0,1].
+        match_j: [B,L] int64 ground-truth image-1 cell per image-0 cell, -1 for none.
+    """
+    conf = conf.clamp(1e-6, 1.0 - 1e-6)
+    positive_mask = torch.zeros_like(conf, dtype=torch.bool)
+    rows_b, rows_i = torch.nonzero(match_j >= 0, as_tuple=True)
+    positive_mask[rows_b, rows_i, match_j[rows_b, rows_i]] = True
+    positive = conf[positive_mask]
+    negative = conf[~positive_mask]
+    loss_positive = (-alpha * (1.0 - positive) ** gamma * positive.log()).mean() if positive.numel() \
+        else conf.sum() * 0.0
+    loss_negative = (-alpha * negative ** gamma * (1.0 - negative).log()).mean()
+    return loss_positive + negative_weight * loss_negative
+
+
+def window_offsets(radius: int, device: torch.device) -> torch.Tensor:
+    """[(2r+1)^2, 2] integer (dx, dy) offsets of a square window, row-major over dy then dx."""
+    steps = torch.arange(-radius, radius + 1, device=device)
+    dy, dx = torch.meshgrid(steps, steps, indexing="ij")
+    return torch.stack([dx.reshape(-1), dy.reshape(-1)], dim=1)
+
+
+def fine_expectation(fine0: torch.Tensor, fine1: torch.Tensor, batch_index: torch.Tensor,
+                     cell0: torch.Tensor, cell1: torch.Tensor, ratio: int, radius: int,
+                     temperature: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Expected fine-map position of each match in image 1, and the window log-probabilities.
+
+    Args:
+        fine0, fine1: [B,C,Hf,Wf] fine feature maps.
+        batch_index: [M] pair index of each match.
+        cell0, cell1: [M,2] integer coarse cells (col, row) of the match in image 0 / 1.
+        ratio: coarse stride / fine stride.
+    Returns:
+        (expected [M,2] fine-map coordinates (x, y), log_prob [M,(2r+1)^2], positions [M,W,2]).
+    """
+    _, channels, fine_h, fine_w = fine0.shape
+    centre0 = cell0 * ratio
+    centre1 = cell1 * ratio
+    feat0 = fine0[batch_index, :, centre0[:, 1], centre0[:, 0]]                  # [M,C]
+    positions = centre1[:, None, :] + window_offsets(radius, fine0.device)[None]  # [M,W,2]
+    positions = torch.stack([positions[..., 0].clamp(0, fine_w - 1),
+                             positions[..., 1].clamp(0, fine_h - 1)], dim=-1)
+    feat1 = fine1[batch_index[:, None], :, positions[..., 1], positions[..., 0]]  # [M,W,C]
+    logits = (feat1 * feat0[:, None, :]).sum(-1) / (channels ** 0.5 * temperature)
+    log_prob = F.log_softmax(logits, dim=1)
+    expected = (log_prob.exp()[..., None] * positions.float()).sum(1)
+    return expected, log_prob, positions
+
+
+def fine_loss(expected: torch.Tensor, log_prob: torch.Tensor, positions: torch.Tensor,
+              target: torch.Tensor, classification_weight: float = 0.1) -> Dict[str, torch.Tensor]:
+    """L2 between expected and true fine position (fine cells), plus a cross-entropy on the
+    nearest window cell that sharpens the distribution."""
+    l2 = ((expected - target) ** 2).sum(-1).mean()
+    nearest = ((positions.float() - target[:, None, :]) ** 2).sum(-1).argmin(1)
+    classification = F.nll_loss(log_prob, nearest)
+    return {"fine_l2": l2, "fine_ce": classification,
+            "fine": l2 + classification_weight * classification}
+
+
+def distillation_loss(student_sim: torch.Tensor, teacher_sim: torch.Tensor,
+                      temperature: float = 5.0) -> torch.Tensor:
+    """KL(teacher || student) over the flattened similarity logits of each pair, x T^2."""
+    batch = student_sim.shape[0]
+    student = F.log_softmax(student_sim.reshape(batch, -1) / temperature, dim=1)
+    teacher = F.log_softmax(teacher_sim.reshape(batch, -1) / temperature, dim=1)
+    return F.kl_div(student, teacher, log_target=True, reduction="batchmean") * temperature ** 2

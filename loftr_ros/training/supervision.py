@@ -1,0 +1,64 @@
+"""Ground truth from a known homography: coarse matches and sub-cell targets (numpy).
+
+Convention (model-spec §1.6): coarse cell (row r, col c) of image 0 sits at pixel (c*s, r*s).
+A cell i of image 0 is a positive with cell j of image 1 when its centre, warped by H, rounds to
+cell j AND cell j's centre, warped back by H^-1, rounds to cell i (a mutual round trip, as LoFTR's
+ground truth). The sub-cell target is the warped pixel position itself.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from loftr_ros.training.homography import warp_points
+
+
+@dataclass
+class CoarseTruth:
+    """Ground truth of one pair.
+
+    Attributes:
+        match_j: int64 [L]: index of the matching image-1 cell for each image-0 cell, -1 if none.
+        target_xy: float32 [L,2]: image-1 pixel position of each image-0 cell centre (NaN where
+            the cell has no match).
+    """
+
+    match_j: np.ndarray
+    target_xy: np.ndarray
+
+    @property
+    def num_positives(self) -> int:
+        return int((self.match_j >= 0).sum())
+
+
+def grid_centres(grid_width: int, grid_height: int, stride: int) -> np.ndarray:
+    """Pixel positions [L,2] (x, y) of all coarse cells, row-major."""
+    cols, rows = np.meshgrid(np.arange(grid_width), np.arange(grid_height))
+    return np.stack([cols.ravel(), rows.ravel()], axis=1).astype(np.float64) * stride
+
+
+def coarse_truth(homography: np.ndarray, width: int, height: int, stride: int) -> CoarseTruth:
+    """Mutual nearest-cell ground truth for images of ``width`` x ``height`` at ``stride``."""
+    grid_w, grid_h = width // stride, height // stride
+    centres = grid_centres(grid_w, grid_h, stride)
+    warped = warp_points(homography, centres)
+    cell = np.rint(warped / stride)
+    finite = np.all(np.isfinite(cell), axis=1)
+    cell = np.where(finite[:, None], cell, -1)
+    inside = finite & (cell[:, 0] >= 0) & (cell[:, 0] < grid_w) & (cell[:, 1] >= 0) & (
+        cell[:, 1] < grid_h)
+    match_j = np.where(inside, cell[:, 1] * grid_w + cell[:, 0], -1).astype(np.int64)
+    back = warp_points(np.linalg.inv(homography), centres)
+    back_cell = np.rint(back / stride)
+    back_ok = np.all(np.isfinite(back_cell), axis=1)
+    back_index = np.where(back_ok, back_cell[:, 1] * grid_w + back_cell[:, 0], -2)
+    back_index = np.where(back_ok & (back_cell[:, 0] >= 0) & (back_cell[:, 0] < grid_w)
+                          & (back_cell[:, 1] >= 0) & (back_cell[:, 1] < grid_h), back_index, -2)
+    own_index = np.arange(len(centres))
+    mutual = np.zeros(len(centres), dtype=bool)
+    valid = match_j >= 0
+    mutual[valid] = back_index[match_j[valid]] == own_index[valid]
+    match_j = np.where(mutual, match_j, -1)
+    target = np.where(mutual[:, None], warped, np.nan).astype(np.float32)
+    return CoarseTruth(match_j=match_j, target_xy=target)

@@ -1,0 +1,382 @@
+"""Self-supervised homography training of a coarse LoFTR model (+ fine stage), torch.
+
+One pair = a random view of a photo and a homography-warped, photometrically changed second view
+(``homography.make_pair``); ground truth from ``supervision.coarse_truth``. Runs on CPU or CUDA, in
+one process or under ``torchrun`` (DistributedDataParallel; gloo on CPU, nccl on CUDA).
+Deterministic for a given seed and world size.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional
+
+import cv2
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset
+
+from loftr_ros.model.checkpoint import load_model, save_model
+from loftr_ros.model.network import CoarseLoFTR, build_model
+from loftr_ros.model.presets import ModelConfig, get_preset
+from loftr_ros.training.homography import HomographyParams, make_pair
+from loftr_ros.training.losses import (coarse_focal_loss, distillation_loss, fine_expectation,
+                                       fine_loss)
+from loftr_ros.training.supervision import coarse_truth
+
+IMAGE_PATTERNS = ("*.jpg", "*.jpeg", "*.png", "*.ppm", "*.bmp", "*.JPG", "*.PNG")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved with its checkpoints)."""
+
+    data_dirs: List[str]
+    out_dir: str
+    preset: str = "lite"
+    width: int = 320
+    height: int = 240
+    batch_size: int = 4
+    epochs: int = 10
+    pairs_per_epoch: int = 2000
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    grad_clip: float = 1.0
+    fine_weight: float = 1.0
+    fine_samples: int = 128
+    teacher: Optional[str] = None
+    teacher_preset: Optional[str] = None
+    distill_weight: float = 0.5
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 0
+    val_pairs: int = 16
+    max_image_side: int = 1280
+    init_weights: Optional[str] = None
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+
+def list_images(directories: List[str]) -> List[str]:
+    """All image files under the given folders (recursive), sorted for determinism."""
+    paths: List[str] = []
+    for directory in directories:
+        for pattern in IMAGE_PATTERNS:
+            paths.extend(glob.glob(os.path.join(directory, "**", pattern), recursive=True))
+    return sorted(set(paths))
+
+
+def load_gray(path: str, max_side: int) -> np.ndarray:
+    """Read an image as grayscale uint8, downscaled so its longer side is at most ``max_side``."""
+    image = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise ValueError(f"{path}: cannot read image")
+    scale = max_side / max(image.shape)
+    if scale < 1.0:
+        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return image
+
+
+class HomographyPairs(Dataset):
+    """Deterministic random pairs: item k of epoch e depends only on (seed, e, k)."""
+
+    def __init__(self, images: List[np.ndarray], width: int, height: int, stride: int,
+                 length: int, seed: int, photometric: bool = True,
+                 geometry: HomographyParams = HomographyParams()) -> None:
+        if not images:
+            raise ValueError("no training images")
+        self.images = images
+        self.width, self.height, self.stride = width, height, stride
+        self.length, self.seed, self.epoch = length, seed, 0
+        self.photometric = photometric
+        self.geometry = geometry
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        source = self.images[int(rng.integers(len(self.images)))]
+        image0, image1, homography = make_pair(rng, source, self.width, self.height, self.geometry,
+                                               apply_photometric=self.photometric)
+        truth = coarse_truth(homography, self.width, self.height, self.stride)
+        return {
+            "image0": torch.from_numpy(image0).float()[None] / 255.0,
+            "image1": torch.from_numpy(image1).float()[None] / 255.0,
+            "match_j": torch.from_numpy(truth.match_j),
+            "target_xy": torch.from_numpy(np.nan_to_num(truth.target_xy, nan=-1.0)),
+            "homography": torch.from_numpy(homography),
+        }
+
+
+def teacher_alignment(student: ModelConfig, teacher: ModelConfig, width: int, height: int
+                      ) -> torch.Tensor:
+    """Teacher token index co-located with each student token (teacher stride must divide)."""
+    if student.coarse_stride % teacher.coarse_stride:
+        raise ValueError("the teacher's coarse stride must divide the student's")
+    ratio = student.coarse_stride // teacher.coarse_stride
+    grid_w, grid_h = width // student.coarse_stride, height // student.coarse_stride
+    teacher_w = width // teacher.coarse_stride
+    rows, cols = torch.meshgrid(torch.arange(grid_h), torch.arange(grid_w), indexing="ij")
+    return ((rows * ratio) * teacher_w + cols * ratio).reshape(-1)
+
+
+class Trainer:
+    """Holds model, optimiser, data and the loop. ``run()`` trains to ``config.epochs``."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if config.device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        else:
+            device = config.device
+        if self.world_size > 1:
+            backend = "nccl" if device == "cuda" else "gloo"
+            if not dist.is_initialized():
+                dist.init_process_group(backend=backend)
+            if device == "cuda":
+                local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+                torch.cuda.set_device(local_rank)
+                device = f"cuda:{local_rank}"
+        self.device = torch.device(device)
+        torch.manual_seed(config.seed)
+        model_config = get_preset(config.preset).with_input_size(config.width, config.height)
+        if config.init_weights:
+            self.model, _ = load_model(config.init_weights, input_size=(config.width, config.height))
+            self.model.train()
+        else:
+            self.model = build_model(model_config)
+        self.model_config = self.model.config
+        self.model.to(self.device)
+        self.module: CoarseLoFTR = self.model
+        if self.world_size > 1:
+            self.model = torch.nn.parallel.DistributedDataParallel(self.model)  # type: ignore
+        self.teacher: Optional[CoarseLoFTR] = None
+        self.teacher_index: Optional[torch.Tensor] = None
+        if config.teacher:
+            self.teacher, _ = load_model(config.teacher, preset=config.teacher_preset,
+                                         input_size=(config.width, config.height))
+            self.teacher.to(self.device).eval()
+            self.teacher_index = teacher_alignment(self.model_config, self.teacher.config,
+                                                   config.width, config.height).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.module.parameters(), lr=config.lr,
+                                           weight_decay=config.weight_decay)
+        paths = list_images(config.data_dirs)
+        images = [load_gray(path, config.max_image_side) for path in paths]
+        self.num_images = len(images)
+        self.dataset = HomographyPairs(images, config.width, config.height,
+                                       self.model_config.coarse_stride, config.pairs_per_epoch,
+                                       config.seed)
+        self.val_dataset = HomographyPairs(images, config.width, config.height,
+                                           self.model_config.coarse_stride, config.val_pairs,
+                                           config.seed + 7919)
+        self.steps_per_epoch = config.pairs_per_epoch // (config.batch_size * self.world_size)
+        self.total_steps = self.steps_per_epoch * config.epochs
+        self.epoch = 0
+        self.step = 0
+        os.makedirs(config.out_dir, exist_ok=True)
+        self.log_path = os.path.join(config.out_dir, "log.jsonl")
+
+    # -------------------------------------------------------------------------- bookkeeping
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def learning_rate(self) -> float:
+        """Linear warm-up, then cosine decay to 5% of the peak."""
+        if self.step < self.config.warmup_steps:
+            return self.config.lr * (self.step + 1) / self.config.warmup_steps
+        progress = (self.step - self.config.warmup_steps) / max(
+            1, self.total_steps - self.config.warmup_steps)
+        return self.config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+    def checkpoint_path(self) -> str:
+        return os.path.join(self.config.out_dir, "last.ckpt")
+
+    def save_checkpoint(self) -> None:
+        """Resumable state (rank 0 only), written atomically."""
+        if not self.is_main:
+            return
+        state = {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "epoch": self.epoch, "step": self.step, "train_config": asdict(self.config),
+                 "model_config": self.model_config.to_dict()}
+        temporary = self.checkpoint_path() + ".tmp"
+        torch.save(state, temporary)
+        os.replace(temporary, self.checkpoint_path())
+
+    def resume(self, path: str) -> None:
+        """Continue from a ``last.ckpt`` written by :meth:`save_checkpoint`."""
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+
+    def log(self, record: Dict[str, Any]) -> None:
+        if self.is_main:
+            with open(self.log_path, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    # -------------------------------------------------------------------------- one step
+    def compute_losses(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Forward one batch and return every loss term (``total`` is optimised)."""
+        image0 = batch["image0"].to(self.device)
+        image1 = batch["image1"].to(self.device)
+        match_j = batch["match_j"].to(self.device)
+        outputs = self.model(image0, image1)
+        losses = {"coarse": coarse_focal_loss(outputs["conf_matrix"], match_j)}
+        total = losses["coarse"]
+        fine = self.model_config.fine
+        if fine is not None and "fine_feat0" in outputs:
+            fine_terms = self._fine_losses(outputs, match_j, batch["target_xy"].to(self.device))
+            if fine_terms:
+                losses.update(fine_terms)
+                total = total + self.config.fine_weight * fine_terms["fine"]
+        if self.teacher is not None and self.teacher_index is not None:
+            with torch.no_grad():
+                teacher_sim = self.teacher(image0, image1)["sim_matrix"]
+                teacher_sim = teacher_sim[:, self.teacher_index][:, :, self.teacher_index]
+            losses["distill"] = distillation_loss(outputs["sim_matrix"], teacher_sim)
+            total = total + self.config.distill_weight * losses["distill"]
+        losses["total"] = total
+        return losses
+
+    def _fine_losses(self, outputs: Dict[str, torch.Tensor], match_j: torch.Tensor,
+                     target_xy: torch.Tensor) -> Dict[str, torch.Tensor]:
+        fine = self.model_config.fine
+        assert fine is not None
+        stride = self.model_config.coarse_stride
+        grid_w = self.config.width // stride
+        generator = torch.Generator().manual_seed(self.config.seed * 100003 + self.step)
+        batch_index, rows = [], []
+        for pair in range(match_j.shape[0]):
+            positives = torch.nonzero(match_j[pair] >= 0).reshape(-1).cpu()
+            if positives.numel() > self.config.fine_samples:
+                choice = torch.randperm(positives.numel(), generator=generator)
+                positives = positives[choice[:self.config.fine_samples]]
+            batch_index.append(torch.full_like(positives, pair))
+            rows.append(positives)
+        if not rows or sum(r.numel() for r in rows) == 0:
+            return {}
+        b = torch.cat(batch_index).to(self.device)
+        i = torch.cat(rows).to(self.device)
+        j = match_j[b, i]
+        cell0 = torch.stack([i % grid_w, i // grid_w], dim=1)
+        cell1 = torch.stack([j % grid_w, j // grid_w], dim=1)
+        ratio = stride // fine.stride
+        expected, log_prob, positions = fine_expectation(
+            outputs["fine_feat0"], outputs["fine_feat1"], b, cell0, cell1, ratio,
+            fine.window_radius, fine.temperature)
+        target = target_xy[b, i] / fine.stride
+        return fine_loss(expected, log_prob, positions, target)
+
+    # -------------------------------------------------------------------------- validation
+    @torch.no_grad()
+    def validate(self) -> Dict[str, float]:
+        """Coarse MNN precision (exact cell) and fine pixel error on fixed validation pairs."""
+        from loftr_ros.matching import MatchingOptions, match_confidence  # numpy side
+
+        self.module.eval()
+        fine_errors: List[float] = []
+        correct, total = 0, 0
+        losses: List[float] = []
+        for index in range(len(self.val_dataset)):
+            item = self.val_dataset[index]
+            batch = {key: value[None] for key, value in item.items()}
+            losses.append(float(self._val_losses(batch)))
+            outputs = self.module(batch["image0"].to(self.device), batch["image1"].to(self.device))
+            result = match_confidence(
+                outputs["conf_matrix"][0].cpu().numpy(), self.model_config,
+                MatchingOptions(threshold=self.model_config.match_threshold, border_margin=0),
+                fine_feat0=_maybe_numpy(outputs.get("fine_feat0")),
+                fine_feat1=_maybe_numpy(outputs.get("fine_feat1")))
+            homography = item["homography"].numpy()
+            from loftr_ros.training.homography import warp_points
+            truth = warp_points(homography, result.keypoints0)
+            errors = np.linalg.norm(truth - result.keypoints1, axis=1)
+            fine_errors.extend(errors.tolist())
+            truth_j = item["match_j"].numpy()[result.indices0]
+            correct += int((truth_j == result.indices1).sum())
+            total += len(result.indices0)
+        self.module.train()
+        errors_array = np.array(fine_errors) if fine_errors else np.array([np.inf])
+        return {"val_loss": float(np.mean(losses)),
+                "val_matches_per_pair": total / max(1, len(self.val_dataset)),
+                "val_coarse_precision": correct / max(1, total),
+                "val_median_error_px": float(np.median(errors_array)),
+                "val_precision_3px": float((errors_array < 3).mean())}
+
+    def _val_losses(self, batch: Dict[str, torch.Tensor]) -> float:
+        return float(self.compute_losses(batch)["total"])
+
+    # -------------------------------------------------------------------------- loop
+    def run(self, progress: bool = True) -> None:
+        """Train until ``config.epochs``; saves last.ckpt every epoch and on Ctrl-C."""
+        from tqdm import tqdm
+
+        self.module.train()
+        try:
+            while self.epoch < self.config.epochs:
+                self.dataset.epoch = self.epoch
+                indices = list(range(self.rank, self.steps_per_epoch * self.config.batch_size
+                                     * self.world_size, self.world_size))
+                subset = torch.utils.data.Subset(self.dataset, indices)
+                loader = DataLoader(subset, batch_size=self.config.batch_size, shuffle=False,
+                                    num_workers=self.config.workers, drop_last=True)
+                first_step = self.step - self.epoch * self.steps_per_epoch
+                bar = tqdm(total=self.steps_per_epoch, initial=first_step,
+                           desc=f"epoch {self.epoch + 1}/{self.config.epochs}",
+                           disable=not (progress and self.is_main), dynamic_ncols=True)
+                started = time.time()
+                for batch_number, batch in enumerate(loader):
+                    if batch_number < first_step:
+                        continue  # resuming inside an epoch: same data order, skip done steps
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = self.learning_rate()
+                    losses = self.compute_losses(batch)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    losses["total"].backward()
+                    torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.config.grad_clip)
+                    self.optimizer.step()
+                    self.step += 1
+                    values = {key: round(float(value), 5) for key, value in losses.items()}
+                    bar.set_postfix(loss=values["total"], coarse=values["coarse"],
+                                    fine=values.get("fine_l2", 0.0))
+                    bar.update(1)
+                    if self.step % 20 == 0:
+                        self.log({"step": self.step, "epoch": self.epoch, "lr": self.learning_rate(),
+                                  **values})
+                bar.close()
+                self.epoch += 1
+                metrics = self.validate() if self.is_main else {}
+                self.log({"step": self.step, "epoch": self.epoch,
+                          "epoch_seconds": round(time.time() - started, 1), **metrics})
+                if self.is_main:
+                    print(json.dumps({"epoch": self.epoch, **metrics}), flush=True)
+                self.save_checkpoint()
+        except KeyboardInterrupt:
+            self.save_checkpoint()
+            raise
+
+    def export_weights(self, path: str, metadata: Optional[Dict[str, Any]] = None) -> None:
+        """Write the trained model in the loftr_ros format with the preset's default input size."""
+        if not self.is_main:
+            return
+        preset = get_preset(self.config.preset)
+        config = self.model_config.with_input_size(preset.input_width, preset.input_height)
+        model = CoarseLoFTR(config)
+        model.load_state_dict(self.module.state_dict())
+        info = {"train_config": asdict(self.config), "steps": self.step, "epochs": self.epoch,
+                "num_training_images": self.num_images, "world_size": self.world_size}
+        info.update(metadata or {})
+        save_model(model, path, info)
+
+
+def _maybe_numpy(tensor: Optional[torch.Tensor]) -> Optional[np.ndarray]:
+    return None if tensor is None else tensor[0].detach().cpu().numpy()
