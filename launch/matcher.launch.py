@@ -1,0 +1,68 @@
+"""Start loftr_matcher (and optionally image_player instead of a camera).
+
+    ros2 launch loftr_ros matcher.launch.py camera_topic:=/camera/image_raw
+    ros2 launch loftr_ros matcher.launch.py params_file:=<share>/config/jetson.yaml
+    ros2 launch loftr_ros matcher.launch.py use_player:=true player_path:=/path/to/frames_or.mp4
+    ros2 service call /loftr_matcher/set_reference std_srvs/srv/Trigger
+
+Arguments: camera_topic, params_file, backend (empty = the one in params_file), namespace,
+use_player, player_path, player_rate.
+"""
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+PACKAGE = "loftr_ros"
+
+
+def _nodes(context, *args, **kwargs):
+    """Build the nodes once the arguments are known (the backend override is optional)."""
+    camera_topic = LaunchConfiguration("camera_topic").perform(context)
+    params_file = LaunchConfiguration("params_file").perform(context)
+    backend = LaunchConfiguration("backend").perform(context)
+    namespace = LaunchConfiguration("namespace").perform(context)
+    use_player = LaunchConfiguration("use_player").perform(context).lower() in ("true", "1")
+    player_path = LaunchConfiguration("player_path").perform(context)
+    player_rate = float(LaunchConfiguration("player_rate").perform(context))
+
+    parameters = [params_file] if params_file else []
+    if backend:
+        parameters.append({"backend": backend})
+    nodes = [Node(package=PACKAGE, executable="matcher_node", name="loftr_matcher",
+                  namespace=namespace, parameters=parameters,
+                  remappings=[("image", camera_topic)], output="screen", emulate_tty=True)]
+    if use_player:
+        if not player_path:
+            raise RuntimeError("use_player:=true needs player_path:=<folder of images or video>")
+        nodes.append(Node(package=PACKAGE, executable="image_player", name="image_player",
+                          namespace=namespace,
+                          parameters=[{"path": player_path, "rate": player_rate, "loop": True}],
+                          remappings=[("image", camera_topic)], output="screen"))
+    return nodes
+
+
+def generate_launch_description():
+    default_params = os.path.join(get_package_share_directory(PACKAGE), "config", "matcher.yaml")
+    return LaunchDescription([
+        DeclareLaunchArgument("camera_topic", default_value="/camera/image_raw",
+                              description="sensor_msgs/Image topic to match (remaps `image`)"),
+        DeclareLaunchArgument("params_file", default_value=default_params,
+                              description="parameter file (config/matcher.yaml, "
+                                          "config/jetson.yaml or your own)"),
+        DeclareLaunchArgument("backend", default_value="",
+                              description="override the params file's backend: auto, tensorrt, "
+                                          "onnxruntime or torch (empty = keep)"),
+        DeclareLaunchArgument("namespace", default_value="",
+                              description="namespace of the nodes"),
+        DeclareLaunchArgument("use_player", default_value="false",
+                              description="start image_player instead of relying on a camera"),
+        DeclareLaunchArgument("player_path", default_value="",
+                              description="folder of images or a video file for image_player"),
+        DeclareLaunchArgument("player_rate", default_value="10.0",
+                              description="image_player frames per second"),
+        OpaqueFunction(function=_nodes),
+    ])
