@@ -19,8 +19,12 @@ from typing import Any, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from loftr_ros.ros_interface import (MATCHES_DTYPE, MATCHES_FIELDS, MATCHES_POINT_STEP,
-                                     POINTFIELD_FLOAT32)
+from loftr_ros.ros_interface import (
+    MATCHES_DTYPE,
+    MATCHES_FIELDS,
+    MATCHES_POINT_STEP,
+    POINTFIELD_FLOAT32,
+)
 
 # sensor_msgs/PointField datatype -> numpy type (the message definition's constants).
 _POINTFIELD_DTYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4",

@@ -9,10 +9,18 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 
 from loftr_ros import image_conversion as ic  # noqa: E402
-from loftr_ros.image_conversion import (ENCODINGS, MAIN_ENCODINGS, EmptyImageError,  # noqa: E402
-                                        ImageConverter, MalformedImageError, RawImage,
-                                        UnsupportedEncodingError, array_to_image_msg_like,
-                                        array_to_matching_image, image_msg_to_array)
+from loftr_ros.image_conversion import (  # noqa: E402
+    ENCODINGS,
+    MAIN_ENCODINGS,
+    EmptyImageError,
+    ImageConverter,
+    MalformedImageError,
+    RawImage,
+    UnsupportedEncodingError,
+    array_to_image_msg_like,
+    array_to_matching_image,
+    image_msg_to_array,
+)
 
 
 def sample(encoding, height=7, width=10, seed=0):

@@ -7,8 +7,13 @@ pytest.importorskip("sensor_msgs.msg", reason="sensor_msgs (ROS 2 wheels) not in
 from sensor_msgs.msg import PointCloud2, PointField  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from loftr_ros.matches_msg import (MatchesMsgError, matches_from_msg, matches_to_msg,  # noqa: E402
-                                   pack_matches, read_points)
+from loftr_ros.matches_msg import (  # noqa: E402
+    MatchesMsgError,
+    matches_from_msg,
+    matches_to_msg,
+    pack_matches,
+    read_points,
+)
 from loftr_ros.ros_interface import MATCHES_FIELDS, MATCHES_POINT_STEP  # noqa: E402
 
 
