@@ -1,0 +1,147 @@
+"""Homography-estimation metrics of the HPatches protocol used by SuperGlue and LoFTR.
+
+For each image pair with a ground-truth homography ``H_gt`` (image 0 -> image 1 pixels):
+
+- a homography is estimated from the matches with OpenCV RANSAC (:func:`estimate_homography`,
+  reprojection threshold :data:`RANSAC_THRESHOLD_PX` = 3 px, the precision threshold too);
+- the **corner error** is the mean distance, in image-1 pixels, between the four corners of
+  image 0 mapped by the estimate and by ``H_gt`` (:func:`corner_error`); fewer than 4 matches or a
+  failed estimate count as an infinite error;
+- **AUC@t** is the area under the cumulative corner-error curve (fraction of pairs with error <= e,
+  for e in [0, t]) divided by t, in percent (:func:`auc`): 100 means every pair had error 0,
+  infinite errors only lower the curve;
+- **precision@3px** of a pair is the fraction of its matches whose image-1 point lies within 3 px
+  of its image-0 point mapped by ``H_gt`` (:func:`precision`); a pair without matches scores 0.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Sequence
+
+import cv2
+import numpy as np
+
+from loftr_ros.training.homography import warp_points
+
+AUC_THRESHOLDS_PX = (3.0, 5.0, 10.0)
+PRECISION_THRESHOLD_PX = 3.0
+RANSAC_THRESHOLD_PX = 3.0
+RANSAC_CONFIDENCE = 0.999
+RANSAC_MAX_ITERS = 10000
+
+
+def image_corners(width: int, height: int) -> np.ndarray:
+    """The four corner pixels ``[4,2]`` (x, y) of a width x height image."""
+    return np.array([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]],
+                    dtype=np.float64)
+
+
+def corner_error(H_est: Optional[np.ndarray], H_gt: np.ndarray, width: int, height: int) -> float:
+    """Mean distance (px) between image 0's corners mapped by ``H_est`` and by ``H_gt``.
+
+    ``width``/``height`` are image 0's size. ``H_est`` None (no estimate) gives ``inf``; so does an
+    estimate that maps a corner to infinity.
+    """
+    if H_est is None:
+        return float("inf")
+    corners = image_corners(width, height)
+    distances = np.linalg.norm(warp_points(H_est, corners) - warp_points(H_gt, corners), axis=1)
+    error = float(np.mean(distances))
+    return error if np.isfinite(error) else float("inf")
+
+
+def estimate_homography(keypoints0: np.ndarray, keypoints1: np.ndarray,
+                        threshold_px: float = RANSAC_THRESHOLD_PX) -> Optional[np.ndarray]:
+    """RANSAC homography from matched points ``[N,2]`` (image 0 -> image 1), or None.
+
+    None when there are fewer than 4 matches or OpenCV finds no model. OpenCV's RNG is re-seeded on
+    every call, so the result depends only on the matches.
+    """
+    keypoints0 = np.asarray(keypoints0, dtype=np.float64).reshape(-1, 2)
+    keypoints1 = np.asarray(keypoints1, dtype=np.float64).reshape(-1, 2)
+    if len(keypoints0) < 4:
+        return None
+    cv2.setRNGSeed(0)
+    H, _ = cv2.findHomography(keypoints0, keypoints1, cv2.RANSAC, threshold_px,
+                              maxIters=RANSAC_MAX_ITERS, confidence=RANSAC_CONFIDENCE)
+    if H is None or H.shape != (3, 3) or not np.all(np.isfinite(H)):
+        return None
+    return H
+
+
+def reprojection_errors(keypoints0: np.ndarray, keypoints1: np.ndarray,
+                        H_gt: np.ndarray) -> np.ndarray:
+    """Distance (px) of each image-1 point from its image-0 point mapped by ``H_gt``, ``[N]``."""
+    keypoints0 = np.asarray(keypoints0, dtype=np.float64).reshape(-1, 2)
+    keypoints1 = np.asarray(keypoints1, dtype=np.float64).reshape(-1, 2)
+    errors = np.linalg.norm(warp_points(H_gt, keypoints0) - keypoints1, axis=1)
+    return np.where(np.isfinite(errors), errors, np.inf)
+
+
+def precision(keypoints0: np.ndarray, keypoints1: np.ndarray, H_gt: np.ndarray,
+              threshold_px: float = PRECISION_THRESHOLD_PX) -> float:
+    """Fraction of matches within ``threshold_px`` of the truth; 0.0 for no matches."""
+    errors = reprojection_errors(keypoints0, keypoints1, H_gt)
+    return float(np.mean(errors < threshold_px)) if len(errors) else 0.0
+
+
+def auc(errors: Sequence[float], thresholds: Sequence[float] = AUC_THRESHOLDS_PX
+        ) -> Dict[float, float]:
+    """Area under the cumulative error curve up to each threshold, normalised, in percent.
+
+    The curve is the fraction of pairs whose error is <= e; it rises by 1/n at each sorted error
+    and is integrated exactly (piecewise linear between the sorted errors, as in the SuperGlue /
+    LoFTR evaluation). ``inf`` errors (failures) never enter. Empty input gives 0.
+    """
+    errors = np.sort(np.asarray(errors, dtype=np.float64))
+    count = len(errors)
+    results = {}
+    for threshold in thresholds:
+        if count == 0:
+            results[float(threshold)] = 0.0
+            continue
+        inside = errors[errors < threshold]
+        xs = np.concatenate([[0.0], inside, [threshold]])
+        recall = np.arange(len(inside) + 1, dtype=np.float64) / count
+        ys = np.concatenate([[0.0], recall[1:], [recall[-1]]])
+        area = np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2.0)
+        results[float(threshold)] = float(100.0 * area / threshold)
+    return results
+
+
+@dataclass
+class PairResult:
+    """What one method did on one pair."""
+
+    corner_error: float
+    num_matches: int
+    precision: float
+    latency_ms: float
+
+
+def evaluate_pair(keypoints0: np.ndarray, keypoints1: np.ndarray, H_gt: np.ndarray,
+                  width: int, height: int, latency_ms: float = float("nan")) -> PairResult:
+    """Corner error (RANSAC estimate), match count and precision@3px of one pair's matches."""
+    H_est = estimate_homography(keypoints0, keypoints1)
+    return PairResult(corner_error=corner_error(H_est, H_gt, width, height),
+                      num_matches=int(len(np.asarray(keypoints0).reshape(-1, 2))),
+                      precision=precision(keypoints0, keypoints1, H_gt), latency_ms=latency_ms)
+
+
+def summarize(results: Sequence[PairResult],
+              thresholds: Sequence[float] = AUC_THRESHOLDS_PX) -> Dict[str, float]:
+    """Aggregate over pairs: ``auc@3`` ... (percent), ``mean_matches``, ``precision@3px`` (mean
+    over pairs, percent), ``median_latency_ms``, ``failures`` (pairs with infinite error),
+    ``pairs``."""
+    errors = [r.corner_error for r in results]
+    summary = {f"auc@{t:g}": v for t, v in auc(errors, thresholds).items()}
+    latencies = [r.latency_ms for r in results if np.isfinite(r.latency_ms)]
+    summary.update({
+        "mean_matches": float(np.mean([r.num_matches for r in results])) if results else 0.0,
+        "precision@3px": 100.0 * float(np.mean([r.precision for r in results])) if results
+        else 0.0,
+        "median_latency_ms": float(np.median(latencies)) if latencies else float("nan"),
+        "failures": int(sum(not np.isfinite(e) for e in errors)),
+        "pairs": len(results),
+    })
+    return summary
