@@ -1,13 +1,15 @@
 """Evaluation: metrics on hand-made cases, data set loaders on real files, OpenCV baselines."""
 from __future__ import annotations
 
+import json
 import math
 
 import cv2
 import numpy as np
 import pytest
 
-from loftr_ros.evaluation import baselines, datasets, metrics
+from loftr_ros.cli import evaluate
+from loftr_ros.evaluation import baselines, datasets, metrics, runner
 from loftr_ros.training.homography import warp_points
 
 W, H = 640, 480
@@ -202,3 +204,67 @@ def test_mutual_ratio_matching_on_hand_made_descriptors():
     assert np.all(ratios < baselines.RATIO)
     empty, _ = baselines.mutual_ratio_matches(descriptors0, None, cv2.NORM_L2)
     assert empty.shape == (0, 2)
+
+
+# -------------------------------------------------------------------------------- runner + CLI
+
+class _Oracle:
+    """Matches that are exactly right: a grid of image-0 points and their true positions."""
+
+    def __init__(self, pairs):
+        self.truth = {id(p.image0): p.H_0to1 for p in pairs}
+
+    def match(self, image0, image1):
+        grid = np.stack(np.meshgrid(np.arange(40, 600, 40), np.arange(40, 440, 40)), -1)
+        keypoints0 = grid.reshape(-1, 2).astype(np.float32)
+        keypoints1 = warp_points(self.truth[id(image0)], keypoints0).astype(np.float32)
+        return baselines.FeatureMatches(keypoints0, keypoints1, np.ones(len(keypoints0)))
+
+
+class _Nothing:
+    def match(self, image0, image1):
+        empty = np.zeros((0, 2), np.float32)
+        return baselines.FeatureMatches(empty, empty, np.zeros(0, np.float32))
+
+
+def test_runner_tabulates_methods_on_the_same_pairs(tmp_path):
+    pairs = list(datasets.SyntheticPairs(_heldout_folder(tmp_path), pairs_per_image=2, seed=0))
+    methods = [runner.Method("oracle", _Oracle(pairs).match, "truth"),
+               runner.Method("nothing", _Nothing().match, "no matches")]
+    reports = runner.evaluate(methods, pairs, max_pairs=3)
+    oracle, nothing = reports
+    assert oracle.summary["pairs"] == 3 and len(oracle.pairs) == 3
+    assert oracle.summary["auc@3"] == pytest.approx(100.0, abs=1e-3)
+    assert oracle.summary["precision@3px"] == pytest.approx(100.0)
+    assert nothing.summary["auc@10"] == 0.0 and nothing.summary["failures"] == 3
+    assert nothing.summary["precision@3px"] == 0.0
+    table = runner.markdown_table(reports).splitlines()
+    assert table[0].startswith("| method | AUC@3px") and len(table) == 4
+    assert table[2].startswith("| oracle | 100.0 | 100.0 | 100.0 |")
+    assert "| 3/3 |" in table[3]
+    runner.write_json(tmp_path / "out.json", {"synthetic": reports}, {"threads": 2})
+    data = json.loads((tmp_path / "out.json").read_text())
+    assert data["datasets"]["synthetic"]["nothing"]["pairs"][0]["corner_error"] == "inf"
+    assert data["settings"] == {"threads": 2}
+
+
+def test_unknown_or_unavailable_methods(monkeypatch, tmp_path):
+    with pytest.raises(ValueError, match="unknown method"):
+        runner.build_method("superglue")
+    monkeypatch.setenv("LOFTR_SHARED_DIR", str(tmp_path))
+    with pytest.raises(runner.MethodUnavailable, match="LoFTR_teacher.onnx"):
+        runner.build_method("seed")
+    assert runner.build_method("sift").name == "sift"
+
+
+def test_loftr_eval_cli_with_baselines(tmp_path, capsys):
+    folder = _heldout_folder(tmp_path)
+    code = evaluate.main(["--synthetic", str(folder), "--pairs-per-image", "1", "--methods",
+                          "sift,orb", "--json", str(tmp_path / "eval.json"), "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "## synthetic: 2 pairs" in out and "| sift |" in out and "| orb |" in out
+    data = json.loads((tmp_path / "eval.json").read_text())
+    assert set(data["datasets"]["synthetic"]) == {"sift", "orb"}
+    assert data["datasets"]["synthetic"]["sift"]["summary"]["auc@10"] > 50
+    assert evaluate.main(["--synthetic", str(tmp_path / "none"), "--no-progress"]) == 2

@@ -1,0 +1,189 @@
+"""Run several matching methods on the same image pairs and tabulate homography accuracy.
+
+A *method* is anything with ``match(image0, image1)`` returning an object with ``keypoints0`` and
+``keypoints1`` (float32 ``[N,2]`` pixels of the images passed in): a
+:class:`loftr_ros.matcher.Matcher`, or a baseline from :mod:`loftr_ros.evaluation.baselines`.
+:func:`build_method` makes them from names:
+
+======================  ===========================================================================
+``model``               a LoFTR Matcher with the given backend/weights (weights None = the bundled
+                        default model)
+``seed``                the Coarse LoFTR TRT seed's own ONNX file under onnxruntime
+``seed-torch``          the seed's ``LoFTR_teacher.pt`` under torch, ``seed`` preset
+``sift``, ``orb``       the OpenCV baselines
+======================  ===========================================================================
+
+The seed files are looked up in ``$LOFTR_SHARED_DIR/seed_weights`` (default: the ``shared``
+folder beside the repository). Latency is the wall time of one ``match`` call (pre-processing,
+inference, matching; for baselines detection, description and matching) after one warm-up call;
+the table shows its median.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+
+from loftr_ros.evaluation import baselines, metrics
+from loftr_ros.evaluation.datasets import HomographyPair
+
+METHOD_NAMES = ("model", "seed", "seed-torch", "sift", "orb")
+DEFAULT_METHODS = ("model", "seed", "sift", "orb")
+SEED_ONNX = "LoFTR_teacher.onnx"
+SEED_TORCH = "LoFTR_teacher.pt"
+_REPO = Path(__file__).resolve().parents[2]
+
+
+class MethodUnavailable(RuntimeError):
+    """A method cannot be built here (weights missing, backend not installed...)."""
+
+
+@dataclass
+class Method:
+    """A named matcher: ``match(image0, image1)`` -> object with keypoints0/keypoints1."""
+
+    name: str
+    match: Callable[[np.ndarray, np.ndarray], Any]
+    description: str = ""
+
+
+@dataclass
+class MethodReport:
+    """Per-pair results and their summary for one method on one data set."""
+
+    name: str
+    description: str
+    pairs: List[Dict[str, Any]] = field(default_factory=list)
+    summary: Dict[str, float] = field(default_factory=dict)
+
+
+def shared_dir() -> Path:
+    """``$LOFTR_SHARED_DIR``, else the ``shared`` folder beside the repository."""
+    return Path(os.environ.get("LOFTR_SHARED_DIR") or _REPO.parent / "shared")
+
+
+def seed_weights_file(file_name: str) -> Path:
+    """Path of a seed weights file; MethodUnavailable if it is not there."""
+    path = shared_dir() / "seed_weights" / file_name
+    if not path.is_file():
+        raise MethodUnavailable(f"seed weights {path} not found (set LOFTR_SHARED_DIR to the "
+                                "folder holding seed_weights/)")
+    return path
+
+
+def _create_matcher(threads: Optional[int], **kwargs: Any):
+    """``Matcher.create(**kwargs)``, passing the CPU thread count where the factory takes one."""
+    try:
+        from loftr_ros.matcher import Matcher
+    except ImportError as error:
+        raise MethodUnavailable(f"loftr_ros.matcher cannot be imported: {error}") from error
+    if threads:
+        parameters = inspect.signature(Matcher.create).parameters
+        for name in ("threads", "num_threads", "intra_op_threads"):
+            if name in parameters:
+                kwargs[name] = threads
+                break
+    try:
+        return Matcher.create(**kwargs)
+    except Exception as error:  # the factory's own errors are clear; keep them as the reason
+        raise MethodUnavailable(f"{type(error).__name__}: {error}") from error
+
+
+def build_method(name: str, backend: str = "onnxruntime", weights: Optional[str] = None,
+                 preset: Optional[str] = None, threads: Optional[int] = 2) -> Method:
+    """Make the method called ``name`` (one of :data:`METHOD_NAMES`).
+
+    ``backend``/``weights``/``preset`` configure ``model`` only; ``threads`` is the CPU thread
+    count given to the learned matchers (onnxruntime intra-op / torch threads). Raises
+    MethodUnavailable with the reason when the method cannot run here.
+    """
+    if name in baselines.BASELINES:
+        baseline = baselines.BASELINES[name]()
+        return Method(name, baseline.match, f"OpenCV {name.upper()}, ratio {baselines.RATIO}, "
+                                            "mutual NN")
+    if name == "model":
+        matcher = _create_matcher(threads, backend=backend, weights=weights, preset=preset)
+        label = weights or "bundled default"
+        return Method(name, matcher.match, f"{backend}, {label}")
+    if name == "seed":
+        path = seed_weights_file(SEED_ONNX)
+        matcher = _create_matcher(threads, backend="onnxruntime", weights=str(path),
+                                  preset="seed")
+        return Method(name, matcher.match, f"onnxruntime, {path.name} (the seed's own ONNX)")
+    if name == "seed-torch":
+        path = seed_weights_file(SEED_TORCH)
+        matcher = _create_matcher(threads, backend="torch", weights=str(path), preset="seed")
+        return Method(name, matcher.match, f"torch, {path.name}")
+    raise ValueError(f"unknown method {name!r}; known: {', '.join(METHOD_NAMES)}")
+
+
+def evaluate(methods: Sequence[Method], pairs: Iterable[HomographyPair],
+             max_pairs: Optional[int] = None, progress: Optional[Callable] = None,
+             warmup: bool = True) -> List[MethodReport]:
+    """Run every method on every pair (each pair is generated once); returns one report each.
+
+    ``progress`` wraps the pair iterator (e.g. ``functools.partial(tqdm, total=n)``).
+    """
+    reports = [MethodReport(m.name, m.description) for m in methods]
+    results: List[List[metrics.PairResult]] = [[] for _ in methods]
+    iterator = iter(pairs)
+    if progress is not None:
+        iterator = progress(iterator)
+    for index, pair in enumerate(iterator):
+        if max_pairs is not None and index >= max_pairs:
+            break
+        height, width = pair.image0.shape[:2]
+        for method, report, method_results in zip(methods, reports, results):
+            if warmup and index == 0:
+                method.match(pair.image0, pair.image1)
+            start = time.perf_counter()
+            matches = method.match(pair.image0, pair.image1)
+            latency_ms = 1e3 * (time.perf_counter() - start)
+            result = metrics.evaluate_pair(matches.keypoints0, matches.keypoints1, pair.H_0to1,
+                                           width, height, latency_ms)
+            method_results.append(result)
+            report.pairs.append({"pair": pair.name, **asdict(result)})
+    for report, method_results in zip(reports, results):
+        report.summary = metrics.summarize(method_results)
+    return reports
+
+
+def markdown_table(reports: Sequence[MethodReport]) -> str:
+    """The results as a markdown table (AUC and precision in percent)."""
+    header = ("| method | AUC@3px | AUC@5px | AUC@10px | matches | precision@3px | failures | "
+              "median ms |")
+    lines = [header, "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for report in reports:
+        s = report.summary
+        lines.append(
+            f"| {report.name} | {s['auc@3']:.1f} | {s['auc@5']:.1f} | {s['auc@10']:.1f} | "
+            f"{s['mean_matches']:.0f} | {s['precision@3px']:.1f} | {s['failures']}/{s['pairs']} | "
+            f"{s['median_latency_ms']:.1f} |")
+    return "\n".join(lines)
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no inf/nan: write them as strings."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
+
+
+def write_json(path: Path, results: Dict[str, Sequence[MethodReport]],
+               settings: Dict[str, Any]) -> None:
+    """Write ``{"settings": ..., "datasets": {name: {method: {summary, description, pairs}}}}``."""
+    data = {"settings": settings, "datasets": {
+        dataset: {r.name: {"description": r.description, "summary": r.summary, "pairs": r.pairs}
+                  for r in reports} for dataset, reports in results.items()}}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(_finite(data), indent=1) + "\n")
