@@ -57,8 +57,10 @@ class FineHead(nn.Module):
             nn.BatchNorm2d(dim), nn.ReLU(inplace=True), nn.Conv2d(dim, dim, 3, padding=1, bias=False))
 
     def forward(self, fine_map: torch.Tensor, context_map: torch.Tensor) -> torch.Tensor:
-        context = F.interpolate(self.context(context_map), size=fine_map.shape[2:],
-                                mode="bilinear", align_corners=False)
+        # Python ints keep the exported graph free of Shape ops (static size).
+        size = (int(fine_map.shape[2]), int(fine_map.shape[3]))
+        context = F.interpolate(self.context(context_map), size=size, mode="bilinear",
+                                align_corners=False)
         return self.fuse(self.lateral(fine_map) + context)
 
 

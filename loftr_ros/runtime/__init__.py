@@ -1,0 +1,134 @@
+"""Runtime factory: pick an inference engine by name; ``auto`` picks the best available.
+
+Engines: ``tensorrt`` (Jetson/NVIDIA GPU, needs TensorRT + pycuda), ``onnxruntime`` (CPU, CUDA
+provider when present), ``torch`` (CPU/CUDA). Only the torch engine imports torch.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from typing import Optional, Tuple
+
+from loftr_ros.model.presets import DEFAULT_PRESET
+from loftr_ros.runtime.base import (BackendUnavailableError, InferenceRuntime, LoftrRuntimeError,
+                                    ModelLoadError)
+
+LOGGER = logging.getLogger("loftr_ros.runtime")
+BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
+TORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
+ENGINE_SUFFIXES = (".engine", ".trt", ".plan")
+
+
+def default_weights(kind: str) -> str:
+    """Path of the bundled default model: ``kind`` is ``"pt"`` or ``"onnx"``."""
+    return os.path.join(WEIGHTS_DIR, f"{DEFAULT_PRESET}.{kind}")
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _tensorrt_usable() -> bool:
+    if not (_installed("tensorrt") and _installed("pycuda")):
+        return False
+    return os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvhost-ctrl")  # Jetson
+
+
+def choose_backend(weights: Optional[str]) -> str:
+    """The backend ``auto`` resolves to for these weights (see module doc)."""
+    if weights and weights.endswith(ENGINE_SUFFIXES):
+        return "tensorrt"
+    if weights and weights.endswith(TORCH_SUFFIXES):
+        return "torch"
+    if _tensorrt_usable():
+        return "tensorrt"
+    if _installed("onnxruntime"):
+        return "onnxruntime"
+    return "torch"
+
+
+def create_runtime(backend: str = "auto", weights: Optional[str] = None,
+                   preset: Optional[str] = None, input_size: Optional[Tuple[int, int]] = None,
+                   device: str = "auto", threads: Optional[int] = None,
+                   engine_cache_dir: Optional[str] = None, fp16: Optional[bool] = None,
+                   allow_fallback: bool = False, compile_model: bool = False) -> InferenceRuntime:
+    """Create an inference engine.
+
+    Args:
+        backend: one of ``BACKENDS``.
+        weights: checkpoint (.pt/.ckpt, torch), ONNX (.onnx: onnxruntime or TensorRT) or serialized
+            TensorRT engine; None = the bundled default model in the form the backend needs.
+        preset: preset name for files that do not carry their config (original LoFTR, seed).
+        input_size: (width, height) override; only the torch backend can change it at load time
+            (ONNX graphs and engines are static — export another one).
+        device: torch device (``auto``, ``cpu``, ``cuda``).
+        threads: CPU threads for onnxruntime / torch.
+        engine_cache_dir, fp16: TensorRT engine cache folder and precision.
+        allow_fallback: if TensorRT cannot be used, fall back to onnxruntime (logged) instead of
+            raising.
+    Raises:
+        LoftrRuntimeError subclasses with a message that names the file and the problem.
+    """
+    if backend not in BACKENDS:
+        raise LoftrRuntimeError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    if weights is not None and not os.path.exists(weights):
+        raise ModelLoadError(f"{weights}: no such weights file")
+    chosen = choose_backend(weights) if backend == "auto" else backend
+    if backend == "auto":
+        LOGGER.info("backend auto -> %s", chosen)
+    if chosen == "torch":
+        from loftr_ros.runtime.torch_runtime import TorchRuntime
+
+        path = weights or default_weights("pt")
+        if path.endswith(".onnx"):
+            raise ModelLoadError(f"{path}: the torch backend needs a checkpoint (.pt), not ONNX")
+        return TorchRuntime.from_weights(path, preset=preset, input_size=input_size, device=device,
+                                         threads=threads, compile_model=compile_model)
+    onnx_path = weights or default_weights("onnx")
+    if chosen == "tensorrt":
+        try:
+            return _create_tensorrt(onnx_path, preset, input_size, engine_cache_dir, fp16)
+        except (BackendUnavailableError, ModelLoadError) as exc:
+            if not allow_fallback or onnx_path.endswith(ENGINE_SUFFIXES):
+                raise
+            LOGGER.warning("TensorRT unusable (%s); falling back to onnxruntime", exc)
+    if onnx_path.endswith(TORCH_SUFFIXES):
+        raise ModelLoadError(f"{onnx_path}: onnxruntime needs an .onnx file; export it first with "
+                             "`loftr-export`")
+    from loftr_ros.runtime.onnx_runtime import OnnxRuntime
+
+    runtime = OnnxRuntime(onnx_path, preset=preset, threads=threads)
+    _check_static_size(runtime, input_size, onnx_path)
+    return runtime
+
+
+def _check_static_size(runtime: InferenceRuntime, input_size: Optional[Tuple[int, int]],
+                       path: str) -> None:
+    if input_size is not None and tuple(input_size) != tuple(runtime.input_size):
+        raise ModelLoadError(
+            f"{path}: built for input {runtime.input_size[0]}x{runtime.input_size[1]}, but "
+            f"{input_size[0]}x{input_size[1]} was asked; export an ONNX of that size")
+
+
+def _create_tensorrt(path: str, preset: Optional[str], input_size: Optional[Tuple[int, int]],
+                     engine_cache_dir: Optional[str], fp16: Optional[bool]) -> InferenceRuntime:
+    from loftr_ros.runtime.tensorrt_runtime import TensorRTRuntime
+
+    if path.endswith(ENGINE_SUFFIXES):
+        runtime = TensorRTRuntime.from_engine_file(path, preset=preset)
+    else:
+        from loftr_ros.engine import get_or_build_engine
+        from loftr_ros.runtime.onnx_runtime import OnnxRuntime
+
+        config = OnnxRuntime(path, preset=preset).config if _installed("onnxruntime") else None
+        engine_path = get_or_build_engine(path, cache_dir=engine_cache_dir, fp16=fp16)
+        runtime = TensorRTRuntime(config, engine_path) if config is not None else \
+            TensorRTRuntime.from_engine_file(engine_path, preset=preset)
+    _check_static_size(runtime, input_size, path)
+    return runtime
+
+
+__all__ = ["BACKENDS", "create_runtime", "choose_backend", "default_weights", "InferenceRuntime",
+           "LoftrRuntimeError", "BackendUnavailableError", "ModelLoadError"]

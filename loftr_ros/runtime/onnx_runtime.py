@@ -1,0 +1,96 @@
+"""The onnxruntime engine (CPU; CUDA provider when present). No torch."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from loftr_ros.model.presets import ModelConfig, get_preset
+from loftr_ros.runtime.base import (CONF_MATRIX, FINE_FEAT0, FINE_FEAT1, INPUT0, INPUT1,
+                                    BackendUnavailableError, InferenceRuntime, ModelLoadError)
+
+CONFIG_METADATA_KEY = "loftr_ros.config"
+# Graphs exported by other projects: which of their outputs holds what (model-spec §3.3).
+FOREIGN_OUTPUT_NAMES = {"seed": {CONF_MATRIX: "1026"}}
+FOREIGN_INPUT_NAMES = {"seed": ("img0", "img1")}
+
+
+def read_onnx_config(session: "object", path: str, preset: Optional[str]) -> ModelConfig:
+    """Model config of an ONNX file: its loftr_ros metadata, else the given preset with the input
+    size read from the graph."""
+    metadata = session.get_modelmeta().custom_metadata_map  # type: ignore[attr-defined]
+    if CONFIG_METADATA_KEY in metadata:
+        try:
+            config = ModelConfig.from_dict(json.loads(metadata[CONFIG_METADATA_KEY]))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ModelLoadError(f"{path}: invalid loftr_ros config metadata: {exc}") from None
+        if preset and preset != config.name:
+            raise ModelLoadError(f"{path}: holds preset {config.name!r}, not {preset!r}")
+        return config
+    if not preset:
+        raise ModelLoadError(f"{path}: ONNX file without loftr_ros metadata; pass its preset "
+                             "(e.g. preset='seed' for the Coarse LoFTR TRT ONNX)")
+    shape = session.get_inputs()[0].shape  # type: ignore[attr-defined]
+    try:
+        height, width = int(shape[2]), int(shape[3])
+    except (TypeError, ValueError, IndexError):
+        raise ModelLoadError(f"{path}: input shape {shape} is not static [1,1,H,W]") from None
+    return get_preset(preset).with_input_size(width, height)
+
+
+class OnnxRuntime(InferenceRuntime):
+    """Runs an exported loftr_ros ONNX graph (or the seed's) with onnxruntime."""
+
+    name = "onnxruntime"
+
+    def __init__(self, onnx_path: str, preset: Optional[str] = None, threads: Optional[int] = None,
+                 providers: Optional[List[str]] = None) -> None:
+        try:
+            import onnxruntime
+        except ImportError:
+            raise BackendUnavailableError("onnxruntime is not installed "
+                                          "(pip install onnxruntime)") from None
+        if not os.path.isfile(onnx_path):
+            raise ModelLoadError(f"{onnx_path}: no such ONNX file")
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+        available = onnxruntime.get_available_providers()
+        if providers is None:
+            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
+                         if p in available]
+        try:
+            self.session = onnxruntime.InferenceSession(onnx_path, sess_options=options,
+                                                        providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelLoadError(f"{onnx_path}: onnxruntime cannot load it: {exc}") from None
+        super().__init__(read_onnx_config(self.session, onnx_path, preset))
+        self.path = onnx_path
+        outputs = {output.name for output in self.session.get_outputs()}
+        inputs = [item.name for item in self.session.get_inputs()]
+        mapping = {name: name for name in (CONF_MATRIX, FINE_FEAT0, FINE_FEAT1) if name in outputs}
+        mapping.update({ours: theirs for ours, theirs in
+                        FOREIGN_OUTPUT_NAMES.get(self.config.name, {}).items() if theirs in outputs})
+        if CONF_MATRIX not in mapping:
+            raise ModelLoadError(f"{onnx_path}: no output named {CONF_MATRIX!r} (outputs "
+                                 f"{sorted(outputs)})")
+        if self.config.fine is not None and FINE_FEAT0 not in mapping:
+            raise ModelLoadError(f"{onnx_path}: the {self.config.name} model needs fine outputs")
+        self._output_map = mapping
+        self._input_names = (INPUT0, INPUT1) if INPUT0 in inputs else FOREIGN_INPUT_NAMES.get(
+            self.config.name, tuple(inputs[:2]))
+        self.providers = self.session.get_providers()
+
+    @property
+    def description(self) -> str:
+        return f"onnxruntime ({self.providers[0]})"
+
+    def run(self, image0: np.ndarray, image1: np.ndarray) -> Dict[str, np.ndarray]:
+        self.check_inputs(image0, image1)
+        ours = list(self._output_map)
+        values = self.session.run([self._output_map[name] for name in ours],
+                                  {self._input_names[0]: image0, self._input_names[1]: image1})
+        return {name: value[0] for name, value in zip(ours, values)}

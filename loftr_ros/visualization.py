@@ -1,0 +1,62 @@
+"""Side-by-side match pictures (OpenCV): used by ``loftr-match --out`` and the node's debug image."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+
+
+def to_bgr(image: np.ndarray) -> np.ndarray:
+    """uint8 gray / BGR / BGRA -> uint8 BGR."""
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image
+
+
+def score_colors(scores: np.ndarray) -> np.ndarray:
+    """uint8 [N,3] BGR colours from red (low score) through yellow to green (high), scaled to
+    the scores' own range so that the ranking stays visible whatever the threshold."""
+    if len(scores) == 0:
+        return np.zeros((0, 3), dtype=np.uint8)
+    low, high = float(scores.min()), float(scores.max())
+    normalised = (scores - low) / (high - low) if high > low else np.ones_like(scores)
+    red = np.clip(2.0 * (1.0 - normalised), 0, 1) * 255
+    green = np.clip(2.0 * normalised, 0, 1) * 255
+    return np.stack([np.zeros_like(red), green, red], axis=1).astype(np.uint8)
+
+
+def draw_matches(image0: np.ndarray, image1: np.ndarray, keypoints0: np.ndarray,
+                 keypoints1: np.ndarray, scores: np.ndarray, text_lines: Sequence[str] = (),
+                 max_lines: Optional[int] = 400, thickness: int = 1) -> np.ndarray:
+    """Reference (left) | current (right), one line per match coloured by score, text top-left.
+
+    Images of different heights are padded at the bottom. At most ``max_lines`` matches (the best
+    ones) are drawn so the picture stays readable.
+    """
+    left, right = to_bgr(image0), to_bgr(image1)
+    height = max(left.shape[0], right.shape[0])
+    canvas = np.zeros((height, left.shape[1] + right.shape[1], 3), dtype=np.uint8)
+    canvas[:left.shape[0], :left.shape[1]] = left
+    canvas[:right.shape[0], left.shape[1]:] = right
+    order = np.argsort(-scores, kind="stable")
+    if max_lines is not None:
+        order = order[:max_lines]
+    colors = score_colors(scores)
+    offset = np.array([left.shape[1], 0], dtype=np.float32)
+    for index in order[::-1]:  # best drawn last, on top
+        start = tuple(int(round(v)) for v in keypoints0[index])
+        end = tuple(int(round(v)) for v in keypoints1[index] + offset)
+        color = tuple(int(c) for c in colors[index])
+        cv2.line(canvas, start, end, color, thickness, cv2.LINE_AA)
+        cv2.circle(canvas, start, 2, color, -1, cv2.LINE_AA)
+        cv2.circle(canvas, end, 2, color, -1, cv2.LINE_AA)
+    y = 22
+    for line in text_lines:
+        cv2.putText(canvas, line, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(canvas, line, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+        y += 24
+    return canvas
