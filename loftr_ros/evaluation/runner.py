@@ -20,7 +20,6 @@ the table shows its median.
 """
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import time
@@ -78,19 +77,13 @@ def seed_weights_file(file_name: str) -> Path:
 
 
 def _create_matcher(threads: Optional[int], **kwargs: Any):
-    """``Matcher.create(**kwargs)``, passing the CPU thread count where the factory takes one."""
+    """``Matcher.create(**kwargs, threads=threads)``; MethodUnavailable with the reason."""
     try:
         from loftr_ros.matcher import Matcher
     except ImportError as error:
         raise MethodUnavailable(f"loftr_ros.matcher cannot be imported: {error}") from error
-    if threads:
-        parameters = inspect.signature(Matcher.create).parameters
-        for name in ("threads", "num_threads", "intra_op_threads"):
-            if name in parameters:
-                kwargs[name] = threads
-                break
     try:
-        return Matcher.create(**kwargs)
+        return Matcher.create(threads=threads or None, **kwargs)
     except Exception as error:  # the factory's own errors are clear; keep them as the reason
         raise MethodUnavailable(f"{type(error).__name__}: {error}") from error
 
