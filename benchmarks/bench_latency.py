@@ -1,0 +1,249 @@
+"""CPU latency of every preset at 640x480 under torch and onnxruntime, beside the seed's own ONNX,
+SIFT and ORB, in one run::
+
+    python benchmarks/bench_latency.py                      # all presets, 2 threads
+    python benchmarks/bench_latency.py --presets seed,lite --repeats 30 --json bench.json
+
+Each row times ``Matcher.match`` on one real photo pair (pre-processing, inference, matching and
+sub-cell refinement): median and 90th percentile over ``--repeats`` runs after ``--warmup`` runs,
+plus the median of the inference alone. Heavy rows stop after ``--max-seconds`` (at least 3 runs).
+Weights: the seed's real checkpoint for ``seed``, the bundled default weights where they exist,
+random initialisation otherwise — inference time does not depend on the weight values (matching
+time grows a little with the number of matches, which untrained weights do not produce). ONNX
+files are exported into a temporary folder with :func:`loftr_ros.export.export_onnx`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+# Run as a script from a checkout: make the repository's package importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+WIDTH, HEIGHT = 640, 480
+
+
+@dataclass
+class Row:
+    """One timed configuration."""
+
+    method: str
+    backend: str
+    weights: str
+    median_ms: float
+    p90_ms: float
+    inference_ms: float
+    runs: int
+    matches: float
+
+
+def photo_pair(seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """A 640x480 gray pair of a real photo under a random homography (random texture if
+    scikit-image is absent)."""
+    from loftr_ros.training.homography import make_pair
+
+    try:
+        from skimage import data
+        source = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY)
+    except ImportError:
+        noise = np.random.default_rng(seed).random((60, 80)).astype(np.float32)
+        source = (cv2.resize(noise, (800, 600), interpolation=cv2.INTER_CUBIC) * 255).clip(
+            0, 255).astype(np.uint8)
+    image0, image1, _ = make_pair(np.random.default_rng(seed), source, WIDTH, HEIGHT)
+    return image0, image1
+
+
+def time_calls(call: Callable[[], object], repeats: int, warmup: int, max_seconds: float
+               ) -> Tuple[List[float], List[object]]:
+    """Wall times (ms) of ``call()`` and its results, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        call()
+    times, results = [], []
+    started = time.perf_counter()
+    for index in range(repeats):
+        start = time.perf_counter()
+        results.append(call())
+        times.append(1e3 * (time.perf_counter() - start))
+        if index >= 2 and time.perf_counter() - started > max_seconds:
+            break
+    return times, results
+
+
+def _row(method: str, backend: str, weights: str, times: List[float], results: List[object]
+         ) -> Row:
+    inference = [r.timings.get("inference", float("nan")) for r in results]  # type: ignore
+    return Row(method, backend, weights, float(np.median(times)), float(np.percentile(times, 90)),
+               float(np.median(inference)), len(times),
+               float(np.mean([len(r) for r in results])))  # type: ignore[arg-type]
+
+
+def _shared_seed_file(name: str) -> Optional[str]:
+    shared = os.environ.get("LOFTR_SHARED_DIR") or str(Path(__file__).resolve().parents[2] /
+                                                       "shared")
+    path = os.path.join(shared, "seed_weights", name)
+    return path if os.path.isfile(path) else None
+
+
+def _model_for(preset: str):
+    """(model, weights label) at 640x480: real weights where we have them, else random init."""
+    from loftr_ros.model.checkpoint import load_model
+    from loftr_ros.model.network import build_model
+    from loftr_ros.model.presets import DEFAULT_PRESET, get_preset
+    from loftr_ros.runtime import default_weights
+
+    if preset == "seed" and _shared_seed_file("LoFTR_teacher.pt"):
+        model, _ = load_model(_shared_seed_file("LoFTR_teacher.pt"), preset="seed",
+                              input_size=(WIDTH, HEIGHT))
+        return model.eval(), "LoFTR_teacher.pt"
+    if preset == DEFAULT_PRESET and os.path.isfile(default_weights("pt")):
+        model, _ = load_model(default_weights("pt"), input_size=(WIDTH, HEIGHT))
+        return model.eval(), "bundled"
+    config = get_preset(preset).with_input_size(WIDTH, HEIGHT)
+    return build_model(config).eval(), "random init"
+
+
+def bench_presets(presets: Sequence[str], pair: Tuple[np.ndarray, np.ndarray], threads: int,
+                  repeats: int, warmup: int, max_seconds: float, folder: str,
+                  log: Callable[[str], None]) -> List[Row]:
+    """torch and onnxruntime rows for each preset, through ``Matcher.match``."""
+    import torch
+
+    from loftr_ros.export import export_onnx
+    from loftr_ros.matcher import Matcher
+    from loftr_ros.runtime.onnx_runtime import OnnxRuntime
+    from loftr_ros.runtime.torch_runtime import TorchRuntime
+
+    torch.manual_seed(0)
+    rows = []
+    for preset in presets:
+        model, label = _model_for(preset)
+        matcher = Matcher(TorchRuntime(model, device="cpu", threads=threads))
+        log(f"{preset}: torch")
+        times, results = time_calls(lambda: matcher.match(*pair), repeats, warmup, max_seconds)
+        rows.append(_row(preset, "torch", label, times, results))
+        onnx_path = os.path.join(folder, f"{preset}.onnx")
+        log(f"{preset}: export ONNX")
+        export_onnx(model, onnx_path)
+        matcher = Matcher(OnnxRuntime(onnx_path, threads=threads))
+        log(f"{preset}: onnxruntime")
+        times, results = time_calls(lambda: matcher.match(*pair), repeats, warmup, max_seconds)
+        rows.append(_row(preset, "onnxruntime", label, times, results))
+        matcher.close()
+    return rows
+
+
+def bench_seed_onnx(pair, threads: int, repeats: int, warmup: int, max_seconds: float
+                    ) -> Optional[Row]:
+    """The Coarse LoFTR TRT seed's own ONNX file under onnxruntime (None if not found)."""
+    from loftr_ros.matcher import Matcher
+
+    path = _shared_seed_file("LoFTR_teacher.onnx")
+    if path is None:
+        return None
+    matcher = Matcher.create(backend="onnxruntime", weights=path, preset="seed", threads=threads)
+    times, results = time_calls(lambda: matcher.match(*pair), repeats, warmup, max_seconds)
+    return _row("seed (its own ONNX)", "onnxruntime", "LoFTR_teacher.onnx", times, results)
+
+
+def bench_baselines(pair, repeats: int, warmup: int, max_seconds: float) -> List[Row]:
+    """OpenCV SIFT and ORB as in ``loftr-eval``."""
+    from loftr_ros.evaluation import baselines
+
+    rows = []
+    for name, make in baselines.BASELINES.items():
+        method = make()
+        times, results = time_calls(lambda: method.match(*pair), repeats, warmup, max_seconds)
+        rows.append(_row(name, "opencv", "-", times, results))
+    return rows
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo where there is one."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def markdown(rows: Sequence[Row]) -> str:
+    lines = ["| method | backend | weights | median ms | p90 ms | inference ms | matches | runs |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        inference = "-" if np.isnan(r.inference_ms) else f"{r.inference_ms:.1f}"
+        lines.append(f"| {r.method} | {r.backend} | {r.weights} | {r.median_ms:.1f} | "
+                     f"{r.p90_ms:.1f} | {inference} | {r.matches:.0f} | {r.runs} |")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from loftr_ros.model.presets import preset_names
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--presets", default=",".join(preset_names()),
+                        help=f"comma-separated (default all: {','.join(preset_names())})")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="onnxruntime intra-op / torch / OpenCV threads (2)")
+    parser.add_argument("--repeats", type=int, default=20, help="timed runs per row (20)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs per row (2)")
+    parser.add_argument("--max-seconds", type=float, default=30.0,
+                        help="stop a row's timed runs after this long, at least 3 runs (30)")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON")
+    args = parser.parse_args(argv)
+    presets = [p.strip() for p in args.presets.split(",") if p.strip()]
+    unknown = sorted(set(presets) - set(preset_names()))
+    if unknown:
+        parser.error(f"unknown preset(s) {unknown}; known: {preset_names()}")
+
+    def log(message: str) -> None:
+        print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+    cv2.setNumThreads(args.threads)
+    pair = photo_pair()
+    load_before = os.getloadavg()
+    rows: List[Row] = []
+    with tempfile.TemporaryDirectory(prefix="loftr_bench_") as folder:
+        rows += bench_presets(presets, pair, args.threads, args.repeats, args.warmup,
+                              args.max_seconds, folder, log)
+    log("seed's own ONNX")
+    seed_row = bench_seed_onnx(pair, args.threads, args.repeats, args.warmup, args.max_seconds)
+    if seed_row is not None:
+        rows.append(seed_row)
+    else:
+        log("seed ONNX not found (set LOFTR_SHARED_DIR): row skipped")
+    log("OpenCV baselines")
+    rows += bench_baselines(pair, args.repeats, args.warmup, args.max_seconds)
+    load_after = os.getloadavg()
+
+    cpu = cpu_name()
+    print(f"\nLatency per 640x480 pair on CPU, {args.threads} threads "
+          f"({os.cpu_count()} cores, {cpu}); load average {load_before[0]:.1f} before, "
+          f"{load_after[0]:.1f} after (compare rows of one run only; other processes skew it).")
+    print("Rows with 'random init' weights time the architecture only: inference time does not "
+          "depend on the weight values (the matching step does, a little: it grows with the "
+          "number of matches).\n")
+    print(markdown(rows))
+    if args.json:
+        args.json.write_text(json.dumps({
+            "threads": args.threads, "size": [WIDTH, HEIGHT], "cpu_count": os.cpu_count(),
+            "load_average": [load_before[0], load_after[0]],
+            "rows": [asdict(r) for r in rows]}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
