@@ -268,3 +268,17 @@ def test_loftr_eval_cli_with_baselines(tmp_path, capsys):
     assert set(data["datasets"]["synthetic"]) == {"sift", "orb"}
     assert data["datasets"]["synthetic"]["sift"]["summary"]["auc@10"] > 50
     assert evaluate.main(["--synthetic", str(tmp_path / "none"), "--no-progress"]) == 2
+
+
+def test_seed_onnx_through_the_runner(tmp_path):
+    """The seed model (its own ONNX, via Matcher) runs in the same table as the baselines."""
+    pytest.importorskip("onnxruntime")
+    try:
+        seed = runner.build_method("seed")
+    except runner.MethodUnavailable as error:
+        pytest.skip(f"seed model unavailable: {error}")
+    pairs = datasets.SyntheticPairs(_heldout_folder(tmp_path), pairs_per_image=1, seed=0)
+    report, = runner.evaluate([seed], pairs, max_pairs=1)
+    assert report.summary["pairs"] == 1 and report.summary["mean_matches"] > 10
+    # Stride-16 matches: most lie within a cell of the truth, few within 3 px (findings.md).
+    assert report.pairs[0]["corner_error"] < 20
