@@ -55,22 +55,22 @@ class NewestFrameSlot(Generic[T]):
 
 @dataclass
 class FrameTiming:
-    """Wall-clock seconds of one processed frame (``time.monotonic`` base)."""
+    """Timing of one processed frame, seconds.
+
+    Attributes:
+        received: ``time.monotonic()`` when the image callback got the frame.
+        published: ``time.monotonic()`` when its matches were published.
+        inference: time the inference engine ran on the pair (``Matches.timings``).
+    """
 
     received: float
-    started: float
-    inferred: float
     published: float
+    inference: float
 
     @property
     def latency(self) -> float:
         """Receive -> matches published."""
         return self.published - self.received
-
-    @property
-    def inference(self) -> float:
-        """Time inside ``Matcher.match``."""
-        return self.inferred - self.started
 
 
 class PipelineStats:
@@ -138,9 +138,10 @@ class PipelineStats:
 
 @dataclass
 class Reference:
-    """The reference frame: its decoded image, its stamp and the message it came in."""
+    """The reference frame: decoded image, model input prepared once, stamp, message."""
 
     image: Any
+    prepared: Any
     stamp: Tuple[int, int]
     msg: Any
     set_at: float

@@ -95,21 +95,32 @@ def descriptor(spec: api.ParameterSpec) -> ParameterDescriptor:
     return desc
 
 
-def create_matcher(params: Dict[str, Any]):
-    """Build the Matcher from the node's read-only parameters (imports it lazily)."""
+def model_file(params: Dict[str, Any]) -> Optional[str]:
+    """The file the chosen backend loads: ``engine_path`` (TensorRT), ``onnx_path``
+    (onnxruntime/TensorRT), else ``weights``; None = the bundled default model."""
+    backend = params["backend"]
+    if params["engine_path"] and backend in ("auto", "tensorrt"):
+        return params["engine_path"]
+    if params["onnx_path"] and backend in ("auto", "tensorrt", "onnxruntime"):
+        return params["onnx_path"]
+    return params["weights"] or None
+
+
+def create_matcher(params: Dict[str, Any]) -> Any:
+    """Build the Matcher from the node's read-only parameters (imported here: the torch backend
+    is the only one that loads torch)."""
     from loftr_ros.matcher import Matcher
 
-    kwargs = dict(
-        backend=params["backend"], weights=params["weights"] or None,
-        preset=params["preset"] or None, onnx_path=params["onnx_path"] or None,
-        engine_path=params["engine_path"] or None,
-        engine_cache_dir=params["engine_cache_dir"] or None, fp16=params["fp16"],
-        allow_fallback=params["allow_backend_fallback"], refinement=params["refinement"])
+    input_size = None
     if params["input_width"] or params["input_height"]:
         if not (params["input_width"] and params["input_height"]):
             raise StartupError("set both input_width and input_height (or leave both 0)")
-        kwargs["input_size"] = (params["input_width"], params["input_height"])
-    return Matcher.create(**kwargs)
+        input_size = (params["input_width"], params["input_height"])
+    return Matcher.create(
+        backend=params["backend"], weights=model_file(params), preset=params["preset"] or None,
+        input_size=input_size, refinement=params["refinement"],
+        threads=params["threads"] or None, engine_cache_dir=params["engine_cache_dir"] or None,
+        fp16=params["fp16"], allow_fallback=params["allow_backend_fallback"])
 
 
 def _stamp_tuple(stamp: Any) -> tuple:
@@ -124,9 +135,8 @@ class MatcherNode(Node):
         self._params = self._declare_static_parameters()
         self.matcher = matcher if matcher is not None else create_matcher(self._params)
         self._declare_dynamic_parameters()
-        self.backend_name = str(getattr(self.matcher, "backend", self._params["backend"]))
-        self.model_name = str(getattr(self.matcher, "model_name", "") or
-                              getattr(getattr(self.matcher, "config", None), "name", "?"))
+        self.backend_name = str(self.matcher.backend_name)
+        self.model_name = str(self.matcher.config.name)
 
         self.converter = ImageConverter()
         self.stats = PipelineStats()
@@ -137,6 +147,7 @@ class MatcherNode(Node):
         self.reference: Optional[Reference] = None
         self._fps = 0.0
         self._last_published = 0.0
+        self.debug_images = 0
 
         self.matches_pub = self.create_publisher(
             PointCloud2, api.MATCHES_TOPIC,
@@ -240,7 +251,8 @@ class MatcherNode(Node):
         return response
 
     def _set_reference(self, msg: Image, image: Any) -> Reference:
-        reference = Reference(image=image, stamp=_stamp_tuple(msg.header.stamp), msg=msg,
+        reference = Reference(image=image, prepared=self.matcher.prepare(image),
+                              stamp=_stamp_tuple(msg.header.stamp), msg=msg,
                               set_at=time.monotonic())
         with self._lock:
             self.reference = reference
@@ -278,15 +290,15 @@ class MatcherNode(Node):
             if not self._params["auto_reference"]:
                 return
             reference = self._set_reference(msg, image)
-        started = time.monotonic()
-        result = self.matcher.match(reference.image, image)
-        inferred = time.monotonic()
+        current, transform = self.matcher.prepare(image)
+        result = self.matcher.match_prepared(reference.prepared[0], reference.prepared[1],
+                                             current, transform)
         cloud = matches_to_msg(result.keypoints0, result.keypoints1, result.scores, msg.header,
                                reference.stamp)
         self.matches_pub.publish(cloud)
         published = time.monotonic()
-        timing = FrameTiming(received=received, started=started, inferred=inferred,
-                             published=published)
+        timing = FrameTiming(received=received, published=published,
+                             inference=result.timings.get("inference", 0.0) * 1e-3)
         self.stats.add_frame(timing, len(result.scores))
         if self._last_published:
             interval = published - self._last_published
@@ -297,14 +309,15 @@ class MatcherNode(Node):
 
     def _publish_debug(self, reference: Reference, image: Any, result: Any, msg: Image,
                        timing: FrameTiming) -> None:
-        from loftr_ros.debug_overlay import render_debug_image
+        from loftr_ros.visualization import draw_matches
 
         lines = [f"matches {len(result.scores)}  backend {self.backend_name}",
                  f"{self._fps:.1f} FPS  latency {timing.latency * 1e3:.0f} ms  "
                  f"inference {timing.inference * 1e3:.0f} ms"]
-        canvas = render_debug_image(reference.image, image, result.keypoints0, result.keypoints1,
-                                    result.scores, lines)
+        canvas = draw_matches(reference.image, image, result.keypoints0, result.keypoints1,
+                              result.scores, text_lines=lines)
         self.debug_pub.publish(array_to_image_msg(canvas, "bgr8", header=msg.header))
+        self.debug_images += 1
 
     # -- diagnostics --------------------------------------------------------------------------
 
@@ -324,6 +337,7 @@ class MatcherNode(Node):
             api.DIAG_DROPPED: str(self.slot.dropped),
             api.DIAG_REJECTED: str(counts["rejected"]), api.DIAG_ERRORS: str(counts["errors"]),
             api.DIAG_REFERENCE_AGE: f"{age:.1f}", api.DIAG_MATCHES: str(counts["last_matches"]),
+            api.DIAG_DEBUG_IMAGES: str(self.debug_images),
             api.DIAG_TORCH_LOADED: str("torch" in sys.modules).lower(),
         }
         status = DiagnosticStatus(name=api.DIAGNOSTIC_NAME, hardware_id=api.DIAGNOSTIC_HARDWARE_ID)

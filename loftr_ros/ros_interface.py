@@ -151,16 +151,22 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
                   "onnxruntime or torch (only torch imports PyTorch)",
                   choices=BACKEND_CHOICES),
     ParameterSpec("weights", STRING, "",
-                  "weights file (.pt checkpoint or .onnx); empty = the bundled default model"),
+                  "model file: .pt checkpoint (torch), .onnx (onnxruntime, tensorrt) or a TensorRT "
+                  "engine; empty = the bundled default model"),
     ParameterSpec("preset", STRING, "",
                   "model preset name; empty = the one recorded in the weights"),
     ParameterSpec("onnx_path", STRING, "",
-                  "ONNX file for onnxruntime/tensorrt; empty = exported from `weights` or bundled"),
+                  "ONNX file for onnxruntime/tensorrt (wins over `weights` for them); empty = "
+                  "`weights` if it is .onnx, else the bundled ONNX"),
     ParameterSpec("engine_path", STRING, "",
-                  "TensorRT engine file; empty = built from the ONNX and cached"),
+                  "serialized TensorRT engine (wins over `onnx_path`); empty = built from the "
+                  "ONNX model and cached in `engine_cache_dir`"),
     ParameterSpec("engine_cache_dir", STRING, "",
                   "where built TensorRT engines are cached; empty = ~/.cache/loftr_ros"),
     ParameterSpec("fp16", BOOL, True, "build/run the TensorRT engine in FP16"),
+    ParameterSpec("threads", INTEGER, 0,
+                  "CPU threads of onnxruntime / torch; 0 = the library's default",
+                  range=(0, 256, 0)),
     ParameterSpec("allow_backend_fallback", BOOL, False,
                   "if the chosen backend cannot start, fall back to the next one (logged) "
                   "instead of exiting"),
@@ -269,10 +275,11 @@ DIAG_REJECTED = "frames rejected"
 DIAG_ERRORS = "processing errors"
 DIAG_REFERENCE_AGE = "reference age (s)"
 DIAG_MATCHES = "matches last"
+DIAG_DEBUG_IMAGES = "debug images published"
 DIAG_TORCH_LOADED = "torch loaded"
 DIAGNOSTIC_KEYS = (DIAG_BACKEND, DIAG_MODEL, DIAG_RATE, DIAG_LATENCY, DIAG_INFERENCE,
                    DIAG_RECEIVED, DIAG_PROCESSED, DIAG_DROPPED, DIAG_REJECTED, DIAG_ERRORS,
-                   DIAG_REFERENCE_AGE, DIAG_MATCHES, DIAG_TORCH_LOADED)
+                   DIAG_REFERENCE_AGE, DIAG_MATCHES, DIAG_DEBUG_IMAGES, DIAG_TORCH_LOADED)
 
 __all__ = [
     "PACKAGE", "NODE_NAME", "NODE_EXECUTABLE", "PLAYER_EXECUTABLE", "TopicSpec", "TOPICS",
