@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The main job on a machine without a camera or a ROS install: image_player publishes the
+# bundled frames (a photo seen by a moving virtual camera), the matcher node matches each one
+# against the reference, and the demo prints a per-frame summary and a final line with
+# matches/FPS/latency. Debug images land in demo_out/.
+#
+#   ./scripts/demo.sh                  as above
+#   ./scripts/demo.sh --backend torch  extra arguments go to `python -m loftr_ros.demo`
+#                                      (see --help); the torch backend needs ./scripts/setup.sh
+#                                      without --runtime-only
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+# The demo needs no PyTorch: a runtime-only set-up is enough (a full one satisfies it too).
+./scripts/setup.sh --runtime-only
+# shellcheck source=scripts/env.sh
+source scripts/env.sh
+
+exec python -m loftr_ros.demo --out demo_out "$@"
