@@ -169,6 +169,7 @@ class DemoClient:
 
     def __init__(self, args: argparse.Namespace, homographies: List[np.ndarray]) -> None:
         import rclpy
+        import rclpy.executors
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image, PointCloud2
         from std_srvs.srv import Trigger
@@ -178,6 +179,8 @@ class DemoClient:
         self.context = rclpy.Context()
         rclpy.init(context=self.context, args=[])
         self.node = rclpy.create_node("loftr_demo_client", context=self.context)
+        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
         self.frame_index: Dict[Tuple[int, int], int] = {}
         self.rows: List[dict] = []
         self.debug_saved = 0
@@ -194,9 +197,7 @@ class DemoClient:
         self.reference_client = self.node.create_client(Trigger, f"{NODE_PREFIX}/set_reference")
 
     def spin_once(self, timeout: float) -> None:
-        import rclpy
-
-        rclpy.spin_once(self.node, timeout_sec=timeout)
+        self.executor.spin_once(timeout_sec=timeout)
 
     def _on_frame(self, msg) -> None:
         stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
@@ -258,6 +259,7 @@ class DemoClient:
     def close(self) -> None:
         import rclpy
 
+        self.executor.shutdown(timeout_sec=1.0)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
 
