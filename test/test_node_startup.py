@@ -1,0 +1,107 @@
+"""matcher_node start-up failures (one clear line, exit 2) and image_player as a process."""
+import os
+import time
+
+import cv2
+import numpy as np
+import pytest
+from ros_helpers import RosClient, RosProcess, model_ros_args, require_rclpy, wait_for  # noqa: I001
+
+require_rclpy()
+
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+
+def run_until_exit(process, timeout=60.0):
+    assert wait_for(lambda: not process.alive(), timeout), \
+        f"{process.name} still running:\n{process.output()}"
+    output = process.output()
+    code = process.returncode
+    process.cleanup()
+    return code, output
+
+
+@pytest.mark.parametrize("ros_args, words", [
+    (["-p", "weights:=/nonexistent/model.onnx"], "/nonexistent/model.onnx"),
+    (["-p", "backend:=cuda"], "backend must be one of"),
+    (["-p", "image_qos:=fast"], "image_qos must be one of"),
+    (["-p", "threshold:=2.0"], "threshold"),
+    (["-p", "input_width:=320"], "input_height"),
+], ids=["missing-weights", "bad-backend", "bad-qos", "threshold-range", "half-input-size"])
+def test_startup_failure_is_one_clear_line(ros_args, words):
+    args = ["-p", "backend:=onnxruntime"] + model_ros_args() + ros_args
+    code, output = run_until_exit(RosProcess("loftr_ros.node", ros_args=args))
+    assert code == 2, output
+    assert "Traceback" not in output
+    errors = [line for line in output.splitlines() if "cannot start" in line]
+    assert len(errors) == 1 and words in errors[0], output
+
+
+def test_image_player_publishes_a_folder(tmp_path):
+    for index in range(3):
+        cv2.imwrite(str(tmp_path / f"f{index}.png"), np.full((40, 60, 3), index * 50, np.uint8))
+    client = RosClient("player_test_client")
+    frames = client.collect(Image, "/player_test/image",
+                            QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    player = RosProcess("loftr_ros.image_player", name="image_player", ros_args=[
+        "-r", "__ns:=/player_test", "-p", f"path:={tmp_path}", "-p", "rate:=20.0",
+        "-p", "encoding:=mono8", "-p", "frame_id:=cam", "-p", "qos:=reliable",
+        "-p", "wait_for_subscribers:=1"])
+    try:
+        code, output = run_until_exit(player, timeout=30)
+        assert code == 0, output
+        assert wait_for(lambda: len(frames) == 3, 5.0), f"{len(frames)} frames:\n{output}"
+        received = frames.snapshot()
+        assert [m.data[0] for m in received] == [0, 50, 100]
+        assert all(m.encoding == "mono8" and (m.width, m.height) == (60, 40)
+                   and m.header.frame_id == "cam" for m in received)
+        stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in received]
+        assert abs(stamps[-1] - time.time()) < 30 and stamps == sorted(stamps)
+    finally:
+        client.close()
+
+
+def test_image_player_bad_path_is_one_clear_line(tmp_path):
+    code, output = run_until_exit(RosProcess(
+        "loftr_ros.image_player", args=[os.path.join(str(tmp_path), "missing")]))
+    assert code == 2 and "no such file or folder" in output and "Traceback" not in output
+
+
+def test_torch_backend_reports_torch_loaded():
+    """The other side of the no-torch check: the flag is real, torch shows up when used."""
+    pytest.importorskip("torch", reason="PyTorch not installed (runtime-only set-up)")
+    from diagnostic_msgs.msg import DiagnosticArray
+    from ros_helpers import SEED_PT, diagnostic_values
+
+    from loftr_ros import ros_interface as api
+    from loftr_ros.runtime import default_weights
+
+    weights = [] if os.path.isfile(default_weights("pt")) else \
+        ["-p", f"weights:={SEED_PT}", "-p", "preset:=seed"]
+    if weights and not os.path.isfile(SEED_PT):
+        pytest.skip("no bundled checkpoint and no seed checkpoint")
+    client = RosClient("torch_test_client")
+    diagnostics = client.collect(DiagnosticArray, "/diagnostics")
+    node = RosProcess("loftr_ros.node", name="matcher_node", ros_args=[
+        "-r", "__ns:=/torch_test", "-p", "backend:=torch", "-p", "diagnostics_period:=0.3"]
+        + weights)
+    try:
+        def torch_status():
+            for msg in diagnostics.snapshot():
+                values = diagnostic_values(msg)
+                if values.get(api.DIAG_BACKEND) == "torch":
+                    return values
+            return None
+
+        values = wait_for(torch_status, 90.0, process=node)
+        assert values, node.output()
+        assert values[api.DIAG_TORCH_LOADED] == "true"
+    finally:
+        client.close()
+        code = node.stop()
+        output = node.output()
+        node.cleanup()
+    assert code == 0, output
