@@ -114,9 +114,8 @@ def test_setup_cfg_uses_the_ament_script_dir():
 
 def _launch_ros_available():
     try:
-        import launch_ros  # noqa: F401
-
         import launch  # noqa: F401
+        import launch_ros  # noqa: F401
         from launch import LaunchService  # noqa: F401  (not the unrelated PyPI "launch")
     except Exception:
         return False
