@@ -129,6 +129,13 @@ def _is_dotted(node: ast.AST) -> bool:
     return isinstance(node, ast.Name)
 
 
+def _parenthesised(source: str, node: ast.expr) -> bool:
+    """Whether ``node`` is directly inside parentheses (the node's span excludes them)."""
+    lines = source.splitlines()
+    before = lines[node.lineno - 1][:node.col_offset].rstrip() if node.lineno <= len(lines) else ""
+    return before.endswith("(")
+
+
 def _call_name(node: ast.Call) -> Optional[str]:
     func = node.func
     if isinstance(func, ast.Name):
@@ -173,11 +180,9 @@ def check_tree(tree: ast.Module, source: str, path: str) -> List[Problem]:
                                      "decorator that is not a dotted name (call) needs Python 3.9"))
         if isinstance(node, ast.Subscript):
             index = node.slice
-            if isinstance(index, ast.NamedExpr):
-                segment = ast.get_source_segment(source, index) or ""
-                if not segment.startswith("("):
-                    problems.append((path, line, "unparenthesised `:=` in a subscript needs "
-                                                 "Python 3.10"))
+            if isinstance(index, ast.NamedExpr) and not _parenthesised(source, index):
+                problems.append((path, line, "unparenthesised `:=` in a subscript needs "
+                                             "Python 3.10"))
         if isinstance(node, ast.Attribute) and node.attr in NEW_METHODS:
             problems.append((path, line, f".{node.attr}() needs Python {NEW_METHODS[node.attr]}"))
         if isinstance(node, ast.Attribute) and isinstance(node.value, (ast.Name, ast.Attribute)):
