@@ -13,7 +13,7 @@ import collections
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Deque, Generic, Optional, Tuple, TypeVar
+from typing import Any, Deque, Dict, Generic, Optional, Tuple, TypeVar
 
 T = TypeVar("T")
 
@@ -61,11 +61,13 @@ class FrameTiming:
         received: ``time.monotonic()`` when the image callback got the frame.
         published: ``time.monotonic()`` when its matches were published.
         inference: time the inference engine ran on the pair (``Matches.timings``).
+        matcher: time of the whole ``Matcher`` call (pre-processing, engine, matching).
     """
 
     received: float
     published: float
     inference: float
+    matcher: float = 0.0
 
     @property
     def latency(self) -> float:
@@ -112,21 +114,22 @@ class PipelineStats:
         while self._recent and now - self._recent[0].published > self.window_seconds:
             self._recent.popleft()
 
-    def window(self, now: Optional[float] = None) -> Tuple[float, float, float]:
-        """``(rate Hz, mean latency s, mean inference s)`` over the recent window (0s if empty)."""
+    def window(self, now: Optional[float] = None) -> Dict[str, float]:
+        """Means over the recent window: ``rate`` (Hz), ``latency``, ``inference`` and
+        ``matcher`` (seconds); all 0 when no frame is in the window."""
         now = time.monotonic() if now is None else now
         with self._lock:
             self._trim(now)
             frames = list(self._recent)
+        result = {"rate": 0.0, "latency": 0.0, "inference": 0.0, "matcher": 0.0}
         if not frames:
-            return 0.0, 0.0, 0.0
-        latency = sum(f.latency for f in frames) / len(frames)
-        inference = sum(f.inference for f in frames) / len(frames)
-        if len(frames) < 2:
-            return 0.0, latency, inference
+            return result
+        for key in ("latency", "inference", "matcher"):
+            result[key] = sum(getattr(f, key) for f in frames) / len(frames)
         span = frames[-1].published - frames[0].published
-        rate = (len(frames) - 1) / span if span > 0 else 0.0
-        return rate, latency, inference
+        if len(frames) > 1 and span > 0:
+            result["rate"] = (len(frames) - 1) / span
+        return result
 
     def snapshot(self) -> dict:
         """Counters as a dict (for diagnostics)."""

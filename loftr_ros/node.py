@@ -298,7 +298,8 @@ class MatcherNode(Node):
         self.matches_pub.publish(cloud)
         published = time.monotonic()
         timing = FrameTiming(received=received, published=published,
-                             inference=result.timings.get("inference", 0.0) * 1e-3)
+                             inference=result.timings.get("inference", 0.0) * 1e-3,
+                             matcher=result.timings.get("total", 0.0) * 1e-3)
         self.stats.add_frame(timing, len(result.scores))
         if self._last_published:
             interval = published - self._last_published
@@ -323,15 +324,17 @@ class MatcherNode(Node):
 
     def _publish_diagnostics(self) -> None:
         """About once per ``diagnostics_period``: rate, latency, drops, errors, backend, model."""
-        rate, latency, inference = self.stats.window()
+        window = self.stats.window()
+        rate = window["rate"]
         counts = self.stats.snapshot()
         with self._lock:
             reference = self.reference
         age = time.monotonic() - reference.set_at if reference else -1.0
         values = {
             api.DIAG_BACKEND: self.backend_name, api.DIAG_MODEL: self.model_name,
-            api.DIAG_RATE: f"{rate:.2f}", api.DIAG_LATENCY: f"{latency * 1e3:.1f}",
-            api.DIAG_INFERENCE: f"{inference * 1e3:.1f}",
+            api.DIAG_RATE: f"{rate:.2f}", api.DIAG_LATENCY: f"{window['latency'] * 1e3:.1f}",
+            api.DIAG_INFERENCE: f"{window['inference'] * 1e3:.1f}",
+            api.DIAG_MATCHER: f"{window['matcher'] * 1e3:.1f}",
             api.DIAG_RECEIVED: str(counts["received"]),
             api.DIAG_PROCESSED: str(counts["processed"]),
             api.DIAG_DROPPED: str(self.slot.dropped),

@@ -268,6 +268,7 @@ DIAG_MODEL = "model"
 DIAG_RATE = "processing rate (Hz)"
 DIAG_LATENCY = "latency mean (ms)"
 DIAG_INFERENCE = "inference mean (ms)"
+DIAG_MATCHER = "matcher mean (ms)"
 DIAG_RECEIVED = "frames received"
 DIAG_PROCESSED = "frames processed"
 DIAG_DROPPED = "frames dropped"
@@ -277,7 +278,7 @@ DIAG_REFERENCE_AGE = "reference age (s)"
 DIAG_MATCHES = "matches last"
 DIAG_DEBUG_IMAGES = "debug images published"
 DIAG_TORCH_LOADED = "torch loaded"
-DIAGNOSTIC_KEYS = (DIAG_BACKEND, DIAG_MODEL, DIAG_RATE, DIAG_LATENCY, DIAG_INFERENCE,
+DIAGNOSTIC_KEYS = (DIAG_BACKEND, DIAG_MODEL, DIAG_RATE, DIAG_LATENCY, DIAG_INFERENCE, DIAG_MATCHER,
                    DIAG_RECEIVED, DIAG_PROCESSED, DIAG_DROPPED, DIAG_REJECTED, DIAG_ERRORS,
                    DIAG_REFERENCE_AGE, DIAG_MATCHES, DIAG_DEBUG_IMAGES, DIAG_TORCH_LOADED)
 

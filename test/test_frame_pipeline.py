@@ -34,9 +34,11 @@ def test_stats_window():
     stats = PipelineStats(window_seconds=10)
     for k in range(11):
         t = 100.0 + k * 0.1
-        stats.add_frame(FrameTiming(received=t - 0.03, published=t, inference=0.015), matches=k)
-    rate, latency, inference = stats.window(now=101.0)
-    assert abs(rate - 10.0) < 1e-6
-    assert abs(latency - 0.03) < 1e-9 and abs(inference - 0.015) < 1e-9
+        stats.add_frame(FrameTiming(received=t - 0.03, published=t, inference=0.015,
+                                    matcher=0.02), matches=k)
+    window = stats.window(now=101.0)
+    assert abs(window["rate"] - 10.0) < 1e-6
+    assert abs(window["latency"] - 0.03) < 1e-9 and abs(window["inference"] - 0.015) < 1e-9
+    assert abs(window["matcher"] - 0.02) < 1e-9
     assert stats.snapshot()["processed"] == 11 and stats.snapshot()["last_matches"] == 10
-    assert stats.window(now=200.0) == (0.0, 0.0, 0.0)
+    assert set(stats.window(now=200.0).values()) == {0.0}
