@@ -72,6 +72,12 @@ def test_local_links_exist(readme):
         assert os.path.exists(path), f"README.md links to {target}, which does not exist"
 
 
+def test_pictures_are_small(readme):
+    for target in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", readme):
+        size = os.path.getsize(os.path.join(REPO, target))
+        assert size < 200 * 1024, f"{target} is {size // 1024} KB; keep README pictures < 200 KB"
+
+
 def test_console_scripts_named_in_readme_exist(readme):
     link_data_files = _load_script("link_data_files")
     scripts = {entry.split("=", 1)[0].strip() for entry in
