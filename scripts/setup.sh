@@ -113,7 +113,8 @@ pkg_wanted=$(cd "$repo" && cat setup.py setup.cfg | sha256sum | cut -c1-16)
 if [ "${LOFTR_FORCE_SETUP:-0}" = 1 ] || [ ! -f "$pkg_stamp_file" ] \
     || [ "$(cat "$pkg_stamp_file")" != "$pkg_wanted" ]; then
   say "installing loftr_ros (editable)"
-  (cd "$repo" && "$py" -m pip install --disable-pip-version-check -q --no-deps \
+  # --use-pep517: older pips would otherwise fall back to `setup.py develop`.
+  (cd "$repo" && "$py" -m pip install --disable-pip-version-check -q --no-deps --use-pep517 \
     --no-build-isolation -e .)
   echo "$pkg_wanted" >"$pkg_stamp_file"
 fi
