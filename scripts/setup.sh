@@ -92,7 +92,7 @@ if [ "${LOFTR_FORCE_SETUP:-0}" != 1 ] && [ -f "$deps_stamp_file" ] \
     && grep -qxF -- "$wanted" "$deps_stamp_file"; then
   say "dependencies up to date (${req_files[*]})"
 else
-  say "installing ${req_files[*]} (pip's cache makes repeat installs fast)"
+  say "installing ${req_files[*]}"
   started=$SECONDS
   pip_args=()
   for file in "${req_files[@]}"; do pip_args+=(-r "$repo/$file"); done
