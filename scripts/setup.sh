@@ -109,7 +109,8 @@ fi
 
 # --- 3. the package itself (editable) and its ament index entry -----------------------------
 pkg_stamp_file="$venv/.loftr_pkg_stamp"
-pkg_wanted=$(cd "$repo" && cat setup.py setup.cfg | sha256sum | cut -c1-16)
+# The checkout's path is part of it: an editable install points at one place.
+pkg_wanted=$(cd "$repo" && { cat setup.py setup.cfg; echo "$repo"; } | sha256sum | cut -c1-16)
 if [ "${LOFTR_FORCE_SETUP:-0}" = 1 ] || [ ! -f "$pkg_stamp_file" ] \
     || [ "$(cat "$pkg_stamp_file")" != "$pkg_wanted" ]; then
   say "installing loftr_ros (editable)"
