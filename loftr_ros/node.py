@@ -272,6 +272,8 @@ class MatcherNode(Node):
             try:
                 self._process(msg, received)
             except Exception as exc:  # one bad frame must not stop the node
+                if not self.context.ok():
+                    return  # Ctrl-C shut the context down while this frame was in flight
                 self.stats.count_error()
                 self.get_logger().error(f"frame failed: {type(exc).__name__}: {exc}",
                                         throttle_duration_sec=_LOG_THROTTLE_S)
