@@ -23,15 +23,17 @@ from __future__ import annotations
 import argparse
 import collections
 import sys
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 
-#: Ops marked supported ("Y") in onnx-tensorrt's docs/operators.md of the TensorRT 8.2 release.
-#: NonMaxSuppression (experimental there) is left out. TensorRT 8.5 / 8.6 / 10 only add to this set
-#: (e.g. NonZero, Reciprocal and LayerNormalization arrive in 8.5 / 8.6), so a graph made of these
-#: ops parses on every TensorRT a Jetson runs.
+#: Ops marked supported ("Y") in onnx-tensorrt's docs/operators.md of the TensorRT 8.2 release,
+#: plus Reciprocal, which that table marks "N" although the same release's parser source
+#: (builtin_op_importers.cpp) imports it. NonMaxSuppression (experimental there) is left out.
+#: Later releases only add ops (NonZero in 8.5, LayerNormalization in 8.6 — so not JetPack 5's
+#: TensorRT 8.5), so a graph made of these ops parses on every TensorRT a Jetson runs.
 TRT82_PARSER_OPS = frozenset("""
 Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast
 Ceil Celu Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh CumSum DepthToSpace
@@ -44,6 +46,7 @@ ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum
 Relu Reshape Resize ReverseSequence RNN Round ScaledTanh Scan Scatter ScatterElements ScatterND
 Selu Shape Sigmoid Sign Sin Sinh Size Slice Softmax Softplus Softsign SpaceToDepth Split Sqrt
 Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK Transpose Unsqueeze Upsample Where
+Reciprocal
 """.split())
 
 #: Ops refused even where some parser imports them: why, in one line each.
@@ -302,10 +305,12 @@ def convert_to_fp16(model: ModelLike, keep_fp32_ops: Iterable[str] = (),
                     node.input[index] = internal
         graph.node.append(helper.make_node("Identity", [internal], [name], name=name + "__out"))
     del graph.value_info[:]  # stale float32 entries confuse the converter; it re-infers them
-    converted = float16.convert_float_to_float16(
-        proto, keep_io_types=True,
-        op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST) + list(keep_fp32_ops),
-        node_block_list=list(keep_fp32_nodes))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "float32 number ... will be truncated": expected here
+        converted = float16.convert_float_to_float16(
+            proto, keep_io_types=True,
+            op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST) + list(keep_fp32_ops),
+            node_block_list=list(keep_fp32_nodes))
     types = {value.name: value.type.tensor_type.elem_type for value in
              list(converted.graph.value_info) + list(converted.graph.output)}
     for node in converted.graph.node:
