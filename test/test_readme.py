@@ -3,23 +3,20 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import importlib.util
 import io
 import os
 import re
+import sys
 
 import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README_PATH = os.path.join(REPO, "README.md")
+sys.path.insert(0, os.path.join(REPO, "scripts"))
 
-
-def _load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "scripts", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import link_data_files  # noqa: E402
+import readme_tables  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -35,16 +32,14 @@ def _code_blocks(text: str):
 
 
 def test_generated_tables_are_current(readme):
-    tables = _load_script("readme_tables")
-    assert tables.render(readme) == readme, (
+    assert readme_tables.render(readme) == readme, (
         "README.md's generated tables differ from the code: run python scripts/readme_tables.py")
 
 
 def test_every_generated_section_has_content(readme):
-    tables = _load_script("readme_tables")
-    for name in tables.TABLES:
-        begin = tables.BEGIN.format(name=name)
-        body = readme.split(begin, 1)[1].split(tables.END.format(name=name), 1)[0]
+    for name in readme_tables.TABLES:
+        begin = readme_tables.BEGIN.format(name=name)
+        body = readme.split(begin, 1)[1].split(readme_tables.END.format(name=name), 1)[0]
         assert body.count("\n|") >= 3, f"section {name} has no table rows"
 
 
@@ -79,7 +74,6 @@ def test_pictures_are_small(readme):
 
 
 def test_console_scripts_named_in_readme_exist(readme):
-    link_data_files = _load_script("link_data_files")
     scripts = {entry.split("=", 1)[0].strip() for entry in
                link_data_files.read_setup_kwargs(REPO)["entry_points"]["console_scripts"]}
     named = set(re.findall(r"\b(loftr-[a-z-]*[a-z])\b", readme))
