@@ -5,9 +5,10 @@ The own converter reads any message-like object with ``height``, ``width``, ``en
 (``step`` > width x bytes per pixel) and the byte order of 16/32-bit encodings, and raises an
 :class:`ImageConversionError` subclass with a one-line reason for anything it cannot read.
 
-cv_bridge is used only when it imports *and* passes a one-time round-trip self-check per encoding
-(the PyPI ``cv-bridge`` is the ROS 1 package and fails with numpy 2; apt's cv_bridge has known
-numpy-2 problems too). Either way the results are the same arrays.
+cv_bridge is used only when it imports *and* passes a one-time round-trip self-check per encoding,
+rows padded included. Measured with PyPI's ``cv-bridge`` 1.13 (the ROS 1 package): under numpy 2
+every encoding fails; under numpy 1 it ignores ``step`` padding (wrong pixels) and refuses 16UC1.
+apt's cv_bridge has known numpy-2 problems too. Either way the results are the same arrays.
 
 Encodings (facts of sensor_msgs/image_encodings): ``yuv422`` is UYVY byte order
 (U0 Y0 V0 Y1), ``yuv422_yuy2`` is YUYV (Y0 U0 Y1 V0); ``uyvy`` / ``yuyv`` are the newer names.
