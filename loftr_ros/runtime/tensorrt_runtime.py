@@ -175,13 +175,17 @@ class TensorRTRuntime(InferenceRuntime):
         engine_path: serialized engine file.
         preset: preset name for engines without recorded config (e.g. built from the seed ONNX).
         device_index: CUDA device.
+        api: force :data:`TENSOR_NAME_API` or :data:`BINDING_API` (tests on TensorRT 8.5/8.6,
+            which has both); default: feature detection.
     """
 
     name = "tensorrt"
 
     def __init__(self, config: Optional[ModelConfig], engine_path: str,
-                 preset: Optional[str] = None, device_index: int = 0) -> None:
+                 preset: Optional[str] = None, device_index: int = 0,
+                 api: Optional[str] = None) -> None:
         self.engine_path = engine_path
+        self._forced_api = api
         self._cuda_context: Any = None
         self._device_buffers: List[Any] = []
         self._closed = False
@@ -231,6 +235,11 @@ class TensorRTRuntime(InferenceRuntime):
             raise LoftrRuntimeError(f"{path}: TensorRT could not create an execution context "
                                     "(out of GPU memory?)")
         self.api = choose_api(engine, self._context)
+        if self._forced_api is not None and self._forced_api != self.api:
+            needed = "execute_async_v2" if self._forced_api == BINDING_API else "execute_async_v3"
+            if not hasattr(self._context, needed):
+                raise LoftrRuntimeError(f"TensorRT {trt.__version__} has no {needed}")
+            self.api = self._forced_api
         specs = describe_tensors(trt, engine, self.api)
         if config is None:
             config = config_from_engine_metadata(metadata, path, preset)
