@@ -487,8 +487,7 @@ def build_engine(onnx_path: str, engine_path: str, fp16: Optional[bool] = None, 
         network = builder.create_network(flags)
         parser = trt.OnnxParser(network, logger)
         log(f"parsing {onnx_path} (TensorRT {trt.__version__}, GPU {platform.gpu_name})")
-        with open(onnx_path, "rb") as handle:
-            parsed = parser.parse(handle.read())
+        parsed = parser.parse(_onnx_bytes_for(trt, onnx_path, precision, log))
         if not parsed:
             errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
             raise ModelLoadError(f"{onnx_path}: TensorRT's ONNX parser refused it: "
@@ -505,7 +504,7 @@ def build_engine(onnx_path: str, engine_path: str, fp16: Optional[bool] = None, 
         _set_workspace(trt, config, workspace_mb)
         if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
             config.clear_flag(trt.BuilderFlag.TF32)
-        if precision in ("fp16", "int8"):
+        if precision in ("fp16", "int8") and _weakly_typed(trt):
             if not platform.fast_fp16:
                 log("warning: this GPU has no fast fp16; building fp16 anyway as asked")
             config.set_flag(trt.BuilderFlag.FP16)
@@ -547,6 +546,35 @@ def build_engine(onnx_path: str, engine_path: str, fp16: Optional[bool] = None, 
     _write_metadata(engine_path, metadata)
     log(f"engine written to {engine_path} ({len(data) / 1e6:.1f} MB) in {seconds:.1f} s")
     return result
+
+
+def _weakly_typed(trt: Any) -> bool:
+    """True where fp16/int8 are builder flags (TensorRT <= 10); TensorRT 11 removed them: its
+    networks are strongly typed, the precision comes from the ONNX graph itself."""
+    return hasattr(trt.BuilderFlag, "FP16")
+
+
+def _onnx_bytes_for(trt: Any, onnx_path: str, precision: str, log: Log) -> bytes:
+    """The ONNX bytes to parse: the file, or on strongly typed TensorRT (11+) an fp16 version
+    made with :func:`loftr_ros.onnx_audit.convert_to_fp16` (inputs/outputs stay float32)."""
+    with open(onnx_path, "rb") as handle:
+        data = handle.read()
+    if _weakly_typed(trt) or precision == "fp32":
+        return data
+    if precision.startswith("int8"):
+        raise LoftrRuntimeError(f"TensorRT {trt.__version__} has no calibrated INT8 (it needs "
+                                "explicitly quantized Q/DQ graphs); build fp16 instead")
+    try:
+        from loftr_ros.onnx_audit import convert_to_fp16
+
+        converted = convert_to_fp16(data)
+    except ImportError as exc:
+        raise LoftrRuntimeError(f"TensorRT {trt.__version__} builds fp16 only from an fp16 ONNX "
+                                f"graph; converting needs onnx and onnxconverter-common ({exc}); "
+                                "or build with --no-fp16") from None
+    log(f"TensorRT {trt.__version__} is strongly typed: building from an fp16 conversion of the "
+        "ONNX graph")
+    return converted.SerializeToString()
 
 
 def _safe_onnx_config(onnx_path: str) -> Optional[Dict[str, Any]]:
