@@ -101,24 +101,27 @@ def gpu_label(name: str, compute_capability: Optional[Tuple[int, int]] = None) -
     return sanitize(label)
 
 
+def has_fast_fp16(compute_capability: Tuple[int, int]) -> bool:
+    """Native fp16 arithmetic at full rate: SM 5.3 (Jetson TX1/Nano), 6.0, 6.2 (TX2) and 7.0+
+    (Xavier, Orin, every newer GPU); not SM 6.1 (GeForce 10) nor older (CUDA arithmetic
+    throughput table)."""
+    return tuple(compute_capability) in ((5, 3), (6, 0), (6, 2)) or \
+        tuple(compute_capability) >= (7, 0)
+
+
 def probe_platform(device_index: int = 0) -> PlatformInfo:
-    """The installed TensorRT version and the name of CUDA device ``device_index``.
+    """The installed TensorRT version and the name of CUDA device ``device_index`` (no TensorRT
+    builder is created: cheap enough for every node start).
 
     Raises BackendUnavailableError when TensorRT, pycuda or a GPU is missing.
     """
     trt = import_tensorrt()
     cuda = import_pycuda_driver()
     device = cuda.Device(device_index)
-    name = gpu_label(device.name(), device.compute_capability())
-    logger = trt.Logger(trt.Logger.ERROR)
-    builder = trt.Builder(logger)
-    try:
-        fast_fp16 = bool(builder.platform_has_fast_fp16)
-        fast_int8 = bool(builder.platform_has_fast_int8)
-    except AttributeError:  # removed in TensorRT 10 (every supported GPU has it)
-        fast_fp16, fast_int8 = True, True
-    return PlatformInfo(trt_version=str(trt.__version__), gpu_name=name, fast_fp16=fast_fp16,
-                        fast_int8=fast_int8)
+    capability = tuple(device.compute_capability())
+    return PlatformInfo(trt_version=str(trt.__version__),
+                        gpu_name=gpu_label(device.name(), capability),
+                        fast_fp16=has_fast_fp16(capability), fast_int8=capability >= (6, 1))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -108,6 +108,14 @@ def test_precision_default_follows_fast_fp16():
     assert engine.resolve_precision(False, True, JETSON) == "int8"
 
 
+def test_fast_fp16_by_compute_capability():
+    assert engine.has_fast_fp16((5, 3))  # Jetson Nano
+    assert engine.has_fast_fp16((6, 2))  # TX2
+    assert engine.has_fast_fp16((7, 2)) and engine.has_fast_fp16((8, 7))  # Xavier, Orin
+    assert not engine.has_fast_fp16((6, 1))  # GeForce 10
+    assert not engine.has_fast_fp16((5, 2))
+
+
 def test_default_cache_dir_follows_xdg(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert engine.default_cache_dir() == str(tmp_path / "xdg" / "loftr_ros" / "engines")
