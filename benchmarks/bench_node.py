@@ -8,8 +8,8 @@ overhead are latency percentiles minus that mean).
 
 Soak (``--soak MINUTES``): frames at ``--rate`` Hz (30) for MINUTES; every ``--sample`` seconds
 one line with the node's RSS, latency p50 of the last window, processed/dropped counts; at the end
-RSS start/end, latency drift (last window p50 - first window p50), drops, errors, and whether the
-node survived.
+RSS start (at the first window, once the engine has its buffers) / end, latency drift (last
+window p50 - first window p50), drops, errors, and whether the node survived.
 
     python benchmarks/bench_node.py                      # overhead, 60 frames
     python benchmarks/bench_node.py --soak 10            # the 10-minute 30 Hz soak
@@ -186,12 +186,14 @@ def soak(bench: Bench, args: argparse.Namespace) -> Dict[str, float]:
     period = 1.0 / args.rate
     start = time.monotonic()
     end = start + args.soak * 60
-    rss_start = rss_mb(pid)
+    rss_launch = rss_mb(pid)
+    rss_start = float("nan")  # after the first window: the engine has allocated its buffers
     windows: List[float] = []
     next_sample = start + args.sample
     next_frame = start
     sent = 0
-    print(f"soak: {args.soak} min at {args.rate} Hz, {args.size}; RSS start {rss_start:.0f} MiB")
+    print(f"soak: {args.soak} min at {args.rate} Hz, {args.size}; RSS before the first frame "
+          f"{rss_launch:.0f} MiB")
     while time.monotonic() < end and bench.node.alive():
         now = time.monotonic()
         if now >= next_frame:
@@ -206,6 +208,8 @@ def soak(bench: Bench, args: argparse.Namespace) -> Dict[str, float]:
             p50 = float(np.percentile(recent, 50)) * 1e3 if recent else float("nan")
             windows.append(p50)
             values = bench.diagnostics_now()
+            if np.isnan(rss_start):
+                rss_start = rss_mb(pid)
             print(f"  t={now - start:6.0f} s  RSS {rss_mb(pid):6.0f} MiB  latency p50 {p50:7.1f} ms"
                   f"  processed {values.get(api.DIAG_PROCESSED, '?'):>6}  dropped "
                   f"{values.get(api.DIAG_DROPPED, '?'):>6}  errors "
@@ -218,7 +222,8 @@ def soak(bench: Bench, args: argparse.Namespace) -> Dict[str, float]:
     valid = [w for w in windows if not np.isnan(w)]
     result = {
         "minutes": args.soak, "rate_hz": args.rate, "frames_sent": sent,
-        "rss_start_mib": rss_start, "rss_end_mib": rss_mb(pid) if alive else float("nan"),
+        "rss_before_first_frame_mib": rss_launch, "rss_start_mib": rss_start,
+        "rss_end_mib": rss_mb(pid) if alive else float("nan"),
         "latency_first_window_p50_ms": valid[0] if valid else float("nan"),
         "latency_last_window_p50_ms": valid[-1] if valid else float("nan"),
         "processed": int(values.get(api.DIAG_PROCESSED, 0)),
@@ -226,7 +231,8 @@ def soak(bench: Bench, args: argparse.Namespace) -> Dict[str, float]:
         "errors": int(values.get(api.DIAG_ERRORS, 0)), "node_alive": alive,
     }
     drift = result["latency_last_window_p50_ms"] - result["latency_first_window_p50_ms"]
-    print(f"soak result: RSS {result['rss_start_mib']:.0f} -> {result['rss_end_mib']:.0f} MiB, "
+    print(f"soak result: RSS {result['rss_start_mib']:.0f} (first window) -> "
+          f"{result['rss_end_mib']:.0f} MiB (end), "
           f"latency drift {drift:+.1f} ms (p50 first/last window), {sent} sent, "
           f"{result['processed']} processed, {result['dropped']} dropped, "
           f"{result['errors']} errors, node {'alive' if alive else 'CRASHED'}")
