@@ -9,7 +9,7 @@
 # Environment:
 #   LOFTR_PYTHON=python3.x   interpreter for a new .venv (default: the first of python3,
 #                            python3.11, python3.12, python3.10 that is 3.10-3.12)
-#   LOFTR_SKIP_TORCH=1       full set-up without PyTorch (torch tests are then skipped)
+#   LOFTR_SKIP_TORCH=1       full set-up without PyTorch (the test suite needs it)
 #   LOFTR_FORCE_SETUP=1      reinstall even when the stamps match
 #
 # Afterwards `source scripts/env.sh` gives a shell the same environment the scripts use.
