@@ -143,7 +143,6 @@ class MatcherNode(Node):
         self.slot: NewestFrameSlot = NewestFrameSlot()
         self._lock = threading.Lock()
         self._latest_msg: Optional[Image] = None
-        self._latest_received = 0.0
         self.reference: Optional[Reference] = None
         self._fps = 0.0
         self._last_published = 0.0
@@ -225,7 +224,6 @@ class MatcherNode(Node):
         self.stats.count_received()
         with self._lock:
             self._latest_msg = msg
-            self._latest_received = now
         self.slot.put((msg, now))
 
     def _on_set_reference(self, request: Trigger.Request, response: Trigger.Response
@@ -387,7 +385,11 @@ def main(args: Optional[List[str]] = None) -> int:
     """Entry point of ``matcher_node``. Exit 0 on Ctrl-C / SIGTERM, 2 when it cannot start."""
     from rclpy.executors import ExternalShutdownException
 
-    rclpy.init(args=args)
+    try:
+        rclpy.init(args=args)
+    except Exception as exc:  # malformed --ros-args and the like
+        print(f"[{api.NODE_NAME}] cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     node = None
     try:
         try:
