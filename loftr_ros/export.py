@@ -96,7 +96,9 @@ def export_onnx(model_or_weights: Union[CoarseLoFTR, str], onnx_path: str,
         os.makedirs(os.path.dirname(os.path.abspath(onnx_path)), exist_ok=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(_ExportWrapper(model), (image0, image1), onnx_path,
+            # An eval-mode wrapper: the exporter restores the wrapper's mode afterwards, and a
+            # training-mode wrapper would leave the model (BatchNorm) in training mode.
+            torch.onnx.export(_ExportWrapper(model).eval(), (image0, image1), onnx_path,
                               opset_version=opset, input_names=[INPUT0, INPUT1],
                               output_names=names, do_constant_folding=True, dynamo=False)
     _attach_metadata(onnx_path, model, (width, height))

@@ -57,9 +57,9 @@ class FineHead(nn.Module):
             nn.BatchNorm2d(dim), nn.ReLU(inplace=True), nn.Conv2d(dim, dim, 3, padding=1, bias=False))
 
     def forward(self, fine_map: torch.Tensor, context_map: torch.Tensor) -> torch.Tensor:
-        # Python ints keep the exported graph free of Shape ops (static size).
-        size = (int(fine_map.shape[2]), int(fine_map.shape[3]))
-        context = F.interpolate(self.context(context_map), size=size, mode="bilinear",
+        # The fine map is exactly twice the context map (inputs are multiples of the coarse
+        # stride); a scale factor, unlike a size, exports as a Resize without Shape ops.
+        context = F.interpolate(self.context(context_map), scale_factor=2.0, mode="bilinear",
                                 align_corners=False)
         return self.fuse(self.lateral(fine_map) + context)
 
@@ -161,26 +161,36 @@ class EncoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(d_model, eps=ln_eps)
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        batch, length, _ = x.shape
+        batch, length = int(x.shape[0]), int(x.shape[1])  # ints: no Shape ops in the ONNX graph
         return x.reshape(batch, length, self.nhead, self.head_dim).permute(0, 2, 1, 3)
 
     def linear_attention(self, x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
         """x [N,L,C] attends to source [N,S,C] -> [N,L,C]."""
-        batch, length, channels = x.shape
-        source_length = source.shape[1]
+        batch, length, channels = int(x.shape[0]), int(x.shape[1]), int(x.shape[2])
+        source_length = int(source.shape[1])
         query = elu_feature_map(self._split_heads(self.q_proj(x)))        # [N,h,L,D]
         key = elu_feature_map(self._split_heads(self.k_proj(source)))     # [N,h,S,D]
         # Dividing v by S keeps KV an average (fp16 range); multiplied back below.
         value = self._split_heads(self.v_proj(source)) / source_length    # [N,h,S,D]
         key_value = torch.matmul(key.transpose(2, 3), value)               # [N,h,D,D]
-        key_sum = key.sum(dim=2, keepdim=True).transpose(2, 3)            # [N,h,D,1]
-        normaliser = 1.0 / (torch.matmul(query, key_sum) + 1e-6)          # [N,h,L,1]
-        message = torch.matmul(query, key_value) * normaliser * source_length  # [N,h,L,D]
+        # out = phi(q) KV * S / (phi(q) . sum_s phi(k) + eps), rewritten with the MEAN of phi(k):
+        # exactly equal, but the sum over S reaches ~1e5 on real images and overflows fp16.
+        key_mean = key.mean(dim=2, keepdim=True).transpose(2, 3)          # [N,h,D,1]
+        denominator = torch.matmul(query, key_mean) + 1e-6 / source_length  # [N,h,L,1]
+        message = torch.matmul(query, key_value) / denominator            # [N,h,L,D]
         return message.permute(0, 2, 1, 3).reshape(batch, length, channels)
 
+    @staticmethod
+    def _layer_norm(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+        # Written out so that every opset exports elementary ops: ONNX LayerNormalization
+        # (opset 17) is only parsed by TensorRT 8.6+, and JetPack 5 ships 8.5.
+        centred = x - x.mean(dim=-1, keepdim=True)
+        variance = (centred * centred).mean(dim=-1, keepdim=True)
+        return centred / torch.sqrt(variance + norm.eps) * norm.weight + norm.bias
+
     def forward(self, x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-        message = self.norm1(self.merge(self.linear_attention(x, source)))
-        message = self.norm2(self.mlp(torch.cat([x, message], dim=2)))
+        message = self._layer_norm(self.merge(self.linear_attention(x, source)), self.norm1)
+        message = self._layer_norm(self.mlp(torch.cat([x, message], dim=2)), self.norm2)
         return x + message
 
 
@@ -213,7 +223,7 @@ class LocalFeatureTransformer(nn.Module):
 def dual_softmax(feat0: torch.Tensor, feat1: torch.Tensor, temperature: float) -> Tuple[
         torch.Tensor, torch.Tensor]:
     """Dual-softmax confidence: returns (conf [N,L,S], similarity/temperature [N,L,S])."""
-    channels = feat0.shape[-1]
+    channels = int(feat0.shape[-1])
     similarity = torch.matmul(feat0, feat1.transpose(1, 2)) / (channels * temperature)
     conf = F.softmax(similarity, dim=1) * F.softmax(similarity, dim=2)
     return conf, similarity
@@ -245,8 +255,8 @@ class CoarseLoFTR(nn.Module):
     def extract(self, image0: torch.Tensor, image1: torch.Tensor) -> Tuple[
             torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
         """Backbone + PE + transformer -> (feat0 [N,L,C], feat1 [N,S,C], fine0, fine1)."""
-        batch = image0.shape[0]
-        if image0.shape == image1.shape:
+        batch = int(image0.shape[0])
+        if tuple(image0.shape) == tuple(image1.shape):
             coarse, fine = self.backbone(torch.cat([image0, image1], dim=0))
             coarse0, coarse1 = coarse[:batch], coarse[batch:]
             fine0 = fine[:batch] if fine is not None else None
@@ -256,9 +266,9 @@ class CoarseLoFTR(nn.Module):
             coarse1, fine1 = self.backbone(image1)
         feats = []
         for coarse_map in (coarse0, coarse1):
-            height, width = int(coarse_map.shape[2]), int(coarse_map.shape[3])
+            channels, height, width = (int(v) for v in coarse_map.shape[1:])
             coarse_map = coarse_map + self.position_encoding(height, width, coarse_map)
-            feats.append(coarse_map.flatten(2).transpose(1, 2))
+            feats.append(coarse_map.reshape(batch, channels, height * width).transpose(1, 2))
         feat0, feat1 = self.loftr_coarse(feats[0], feats[1])
         return feat0, feat1, fine0, fine1
 
