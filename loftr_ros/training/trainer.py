@@ -224,12 +224,18 @@ class Trainer:
                 handle.write(json.dumps(record) + "\n")
 
     # -------------------------------------------------------------------------- one step
-    def compute_losses(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """Forward one batch and return every loss term (``total`` is optimised)."""
+    def compute_losses(self, batch: Dict[str, torch.Tensor],
+                       model: Optional[torch.nn.Module] = None) -> Dict[str, torch.Tensor]:
+        """Forward one batch and return every loss term (``total`` is optimised).
+
+        ``model`` defaults to the (possibly DDP-wrapped) training model; validation passes the
+        bare module, since a DDP forward on rank 0 alone would wait for the other ranks.
+        """
+        model = self.model if model is None else model
         image0 = batch["image0"].to(self.device)
         image1 = batch["image1"].to(self.device)
         match_j = batch["match_j"].to(self.device)
-        outputs = self.model(image0, image1)
+        outputs = model(image0, image1)
         losses = {"coarse": coarse_focal_loss(outputs["conf_matrix"], match_j)}
         total = losses["coarse"]
         fine = self.model_config.fine
@@ -313,7 +319,7 @@ class Trainer:
                 "val_precision_3px": float((errors_array < 3).mean())}
 
     def _val_losses(self, batch: Dict[str, torch.Tensor]) -> float:
-        return float(self.compute_losses(batch)["total"])
+        return float(self.compute_losses(batch, model=self.module)["total"])
 
     # -------------------------------------------------------------------------- loop
     def run(self, progress: bool = True) -> None:
@@ -360,6 +366,8 @@ class Trainer:
                 if self.is_main:
                     print(json.dumps({"epoch": self.epoch, **metrics}), flush=True)
                 self.save_checkpoint()
+                if self.world_size > 1:
+                    dist.barrier()  # the other ranks wait for rank 0's validation and checkpoint
         except KeyboardInterrupt:
             self.save_checkpoint()
             raise
