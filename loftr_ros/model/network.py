@@ -47,7 +47,8 @@ class BasicBlock(nn.Module):
 
 class FineHead(nn.Module):
     """Fine feature head: the backbone map at the fine stride, plus the next (coarser) layer's map
-    upsampled x2, fused by a 3x3 conv. Output has no activation (it is correlated, not classified)."""
+    upsampled x2, fused by a 3x3 conv; output L2-normalised to length sqrt(C) (it is correlated,
+    not classified)."""
 
     def __init__(self, fine_in: int, context_in: int, dim: int) -> None:
         super().__init__()
@@ -57,6 +58,13 @@ class FineHead(nn.Module):
             nn.BatchNorm2d(dim), nn.ReLU(inplace=True), nn.Conv2d(dim, dim, 3, padding=1, bias=False))
 
     def forward(self, fine_map: torch.Tensor, context_map: torch.Tensor) -> torch.Tensor:
+        features = self._fused(fine_map, context_map)
+        # Unit length times sqrt(C): correlation logits <f0,f1>/sqrt(C)/T are cos/T, a bounded,
+        # well-conditioned range that can still be sharp (1/T = 10).
+        norm = torch.sqrt((features * features).sum(dim=1, keepdim=True) + 1e-6)
+        return features * (float(features.shape[1]) ** 0.5) / norm
+
+    def _fused(self, fine_map: torch.Tensor, context_map: torch.Tensor) -> torch.Tensor:
         # The fine map is exactly twice the context map (inputs are multiples of the coarse
         # stride); a scale factor, unlike a size, exports as a Resize without Shape ops.
         context = F.interpolate(self.context(context_map), scale_factor=2.0, mode="bilinear",

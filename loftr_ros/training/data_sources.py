@@ -49,6 +49,7 @@ SKIMAGE_HELDOUT: Tuple[str, ...] = ("astronaut.png", "camera.png", "chelsea.png"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
 MAX_SIDE = 1600
 JPEG_QUALITY = 92
+MIN_TEXTURE = 0.03
 DEFAULT_CACHE = Path.home() / ".cache" / "loftr_ros"
 
 _SIZE_SUFFIX = re.compile(r"^(?P<base>.*?)[_-]?(?P<w>\d{3,5})x(?P<h>\d{3,5})$")
@@ -300,12 +301,38 @@ def load_for_corpus(path: Path, max_side: int = MAX_SIDE) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+def texture_fraction(pixels: np.ndarray) -> float:
+    """Fraction of pixels with a strong gradient (|dx|+|dy| Sobel > 40) at 640 px width.
+
+    Flat graphics (gradients, plain shapes) score below ~0.03; their ground-truth matches sit
+    on featureless areas that no matcher can learn from.
+    """
+    gray = pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
+    height, width = gray.shape
+    small = cv2.resize(gray, (640, max(1, round(height * 640 / width))),
+                       interpolation=cv2.INTER_AREA)
+    gradient = np.abs(cv2.Sobel(small, cv2.CV_32F, 1, 0)) + np.abs(cv2.Sobel(small, cv2.CV_32F,
+                                                                              0, 1))
+    return float((gradient > 40).mean())
+
+
 def write_corpus(images: Sequence[SourceImage], out: Path, max_side: int = MAX_SIDE,
-                 quality: int = JPEG_QUALITY, progress: bool = True) -> List[Dict[str, object]]:
-    """Write every image as ``<out>/<split>/<name>``; returns one manifest record per file."""
-    records = []
+                 quality: int = JPEG_QUALITY, progress: bool = True,
+                 min_texture: float = MIN_TEXTURE) -> List[Dict[str, object]]:
+    """Write every image as ``<out>/<split>/<name>``; returns one manifest record per file.
+
+    Training images whose :func:`texture_fraction` is below ``min_texture`` are skipped (their
+    record says ``"skipped": "low texture"``); held-out and user images are always written.
+    """
+    records: List[Dict[str, object]] = []
     for index, image in enumerate(images):
         pixels = load_for_corpus(image.path, max_side)
+        if image.split == TRAIN and image.source != "extra" and min_texture > 0:
+            texture = texture_fraction(pixels)
+            if texture < min_texture:
+                records.append({"file": None, "source": image.source, "origin": image.relpath,
+                                "skipped": "low texture", "texture": round(texture, 4)})
+                continue
         target = out / image.split / image.name
         target.parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(target), pixels, [cv2.IMWRITE_JPEG_QUALITY, quality]):
@@ -348,6 +375,11 @@ def gather(out: Path, cache: Path = DEFAULT_CACHE, extra: Sequence[Path] = (),
         images += select_extra(Path(folder))
     check_disjoint(images)
     records = write_corpus(images, out, progress=progress)
+    skipped = [record for record in records if record.get("skipped")]
+    if skipped:
+        print(f"skipped {len(skipped)} low-texture training images (texture < {MIN_TEXTURE}): "
+              + ", ".join(str(record["origin"]).rsplit("/", 1)[-1] for record in skipped),
+              file=sys.stderr)
     manifest = {"packages": versions, "max_side": MAX_SIDE, "jpeg_quality": JPEG_QUALITY,
                 "files": records}
     try:

@@ -50,6 +50,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     fine_weight: float = 1.0
     fine_samples: int = 128
+    fine_ce_weight: float = 1.0
     teacher: Optional[str] = None
     teacher_preset: Optional[str] = None
     distill_weight: float = 0.5
@@ -280,7 +281,8 @@ class Trainer:
             outputs["fine_feat0"], outputs["fine_feat1"], b, cell0, cell1, ratio,
             fine.window_radius, fine.temperature)
         target = target_xy[b, i] / fine.stride
-        return fine_loss(expected, log_prob, positions, target)
+        return fine_loss(expected, log_prob, positions, target,
+                         classification_weight=self.config.fine_ce_weight)
 
     # -------------------------------------------------------------------------- validation
     @torch.no_grad()

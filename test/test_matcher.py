@@ -1,0 +1,194 @@
+"""The Matcher facade, the runtime factory and the loftr-match / loftr-export CLIs."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import cv2
+import numpy as np
+import pytest
+
+from loftr_ros.matcher import Matcher
+from loftr_ros.runtime import create_runtime, default_weights
+from loftr_ros.runtime.base import LoftrRuntimeError, ModelLoadError
+from loftr_ros.training.homography import warp_points
+
+from conftest import REPO_ROOT
+
+
+def _errors(result, homography: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(warp_points(homography, result.keypoints0) - result.keypoints1, axis=1)
+
+
+@pytest.fixture(scope="module")
+def seed_matcher(seed_files: tuple) -> Matcher:
+    return Matcher.create(backend="onnxruntime", weights=seed_files[1], preset="seed")
+
+
+def test_seed_matcher_on_a_real_pair(seed_matcher: Matcher, photo_pair: tuple) -> None:
+    image0, image1, homography = photo_pair
+    result = seed_matcher.match(image0, image1)
+    assert len(result) > 50
+    assert result.keypoints0.dtype == np.float32 and result.scores.dtype == np.float32
+    assert result.input_size == (640, 480) and result.image1_size == (640, 480)
+    assert np.median(_errors(result, homography)) < 16  # seed: one 16-px cell
+    assert set(result.timings) == {"preprocess", "inference", "matching", "total"}
+
+
+def test_keypoints_are_in_original_pixels(seed_matcher: Matcher, photo_pair: tuple) -> None:
+    """Upscaling image 1 (and colour) must scale its keypoints, not change the matches."""
+    image0, image1, homography = photo_pair
+    big = cv2.cvtColor(cv2.resize(image1, (960, 720), interpolation=cv2.INTER_LINEAR),
+                       cv2.COLOR_GRAY2BGR)
+    result = seed_matcher.match(image0, big)
+    assert result.image1_size == (960, 720)
+    scaled = np.diag([1.5, 1.5, 1.0]) @ homography
+    assert np.median(_errors(result, scaled)) < 16 * 1.5
+    assert result.keypoints1[:, 0].max() > 640  # really in the 960-wide frame
+
+
+def test_live_options(seed_matcher: Matcher, photo_pair: tuple) -> None:
+    image0, image1, _ = photo_pair
+    base = len(seed_matcher.match(image0, image1))
+    seed_matcher.max_matches = 10
+    assert len(seed_matcher.match(image0, image1)) == 10
+    seed_matcher.max_matches = 0
+    seed_matcher.threshold = 0.99
+    assert len(seed_matcher.match(image0, image1)) < base
+    seed_matcher.threshold = 0.01
+    with pytest.raises(ValueError):
+        seed_matcher.threshold = 2.0
+    with pytest.raises(ValueError, match="no fine stage"):
+        seed_matcher.refinement = "fine"
+    assert seed_matcher.threshold == 0.01 and seed_matcher.refinement == "auto"
+
+
+def test_concurrent_calls_give_the_sequential_result(seed_matcher: Matcher,
+                                                     photo_pair: tuple) -> None:
+    image0, image1, _ = photo_pair
+    expected = seed_matcher.match(image0, image1).keypoints1
+    results = []
+
+    def work() -> None:
+        for _ in range(2):
+            results.append(seed_matcher.match(image0, image1).keypoints1)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 6
+    for keypoints in results:
+        np.testing.assert_array_equal(keypoints, expected)
+
+
+def test_factory_errors(tmp_path, seed_files: tuple) -> None:
+    with pytest.raises(LoftrRuntimeError, match="unknown backend"):
+        create_runtime(backend="magic")
+    with pytest.raises(ModelLoadError, match="no such weights file"):
+        create_runtime(backend="onnxruntime", weights=str(tmp_path / "none.onnx"))
+    with pytest.raises(ModelLoadError, match="needs an .onnx"):
+        create_runtime(backend="onnxruntime", weights=seed_files[0])
+    with pytest.raises(ModelLoadError, match="needs a checkpoint"):
+        create_runtime(backend="torch", weights=seed_files[1])
+    with pytest.raises(ModelLoadError, match="pass its preset"):
+        create_runtime(backend="onnxruntime", weights=seed_files[1])
+    with pytest.raises(ModelLoadError, match="320x240"):
+        create_runtime(backend="onnxruntime", weights=seed_files[1], preset="seed",
+                       input_size=(320, 240))
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x08\x07garbage" * 100)
+    with pytest.raises(ModelLoadError, match="corrupt.onnx"):
+        create_runtime(backend="onnxruntime", weights=str(corrupt), preset="seed")
+
+
+def test_auto_backend_follows_the_file_type(seed_files: tuple) -> None:
+    assert create_runtime(weights=seed_files[1], preset="seed").name == "onnxruntime"
+    assert create_runtime(weights=seed_files[0]).name == "torch"
+
+
+def test_onnxruntime_path_never_imports_torch(seed_files: tuple) -> None:
+    code = ("import sys; from loftr_ros.matcher import Matcher; import numpy as np; "
+            f"m = Matcher.create(backend='onnxruntime', weights={seed_files[1]!r}, preset='seed'); "
+            "m.match(np.zeros((480, 640), np.uint8), np.zeros((480, 640), np.uint8)); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO_ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_bundled_default_model_matches_precisely(photo_pair: tuple) -> None:
+    """The shipped default model: sub-cell accuracy on a real photo under a homography."""
+    matcher = Matcher.create(backend="onnxruntime")
+    assert matcher.config.name == "lite" and matcher.config.fine is not None
+    image0, image1, homography = photo_pair
+    result = matcher.match(image0, image1)
+    errors = _errors(result, homography)
+    print(f"default model: {len(result)} matches, median error {np.median(errors):.2f} px, "
+          f"<3 px {np.mean(errors < 3):.2f}")
+    assert result.refinement == "fine"
+    assert len(result) > 200
+    assert np.median(errors) < 3.0
+
+
+def test_bundled_onnx_equals_bundled_checkpoint(photo_pair: tuple) -> None:
+    from loftr_ros.preprocess import prepare
+
+    torch_runtime = create_runtime(backend="torch")
+    onnx_runtime = create_runtime(backend="onnxruntime", weights=default_weights("onnx"))
+    inputs = [prepare(image, (640, 480))[0] for image in photo_pair[:2]]
+    expected = torch_runtime.run(*inputs)
+    actual = onnx_runtime.run(*inputs)
+    for name in expected:
+        assert np.abs(expected[name] - actual[name]).max() <= 1e-3, name
+
+
+def test_match_cli_writes_picture_and_json(tmp_path, photo_pair: tuple, seed_files: tuple,
+                                           capsys: pytest.CaptureFixture) -> None:
+    from loftr_ros.cli.match import main
+
+    paths = []
+    for index, image in enumerate(photo_pair[:2]):
+        path = str(tmp_path / f"{index}.png")
+        cv2.imwrite(path, image)
+        paths.append(path)
+    out_png, out_json = str(tmp_path / "vis.png"), str(tmp_path / "m.json")
+    code = main([paths[0], paths[1], "--weights", seed_files[1], "--preset", "seed",
+                 "--out", out_png, "--json", out_json])
+    printed = capsys.readouterr().out
+    assert code == 0 and " matches (onnxruntime" in printed
+    picture = cv2.imread(out_png)
+    assert picture.shape == (480, 1280, 3)
+    data = json.load(open(out_json))
+    assert len(data["keypoints0"]) == len(data["scores"]) > 0
+    assert main([str(tmp_path / "missing.png"), paths[1]]) == 2
+
+
+def test_export_cli(tmp_path, seed_files: tuple, capsys: pytest.CaptureFixture) -> None:
+    from loftr_ros.cli.export import main
+
+    out = str(tmp_path / "seed.onnx")
+    assert main([seed_files[0], out, "--opset", "13"]) == 0
+    assert "max abs diff" in capsys.readouterr().out and os.path.isfile(out)
+    assert main([str(tmp_path / "nope.pt"), out]) == 2
+
+
+@pytest.mark.slow
+def test_torch_compile_runs_on_cpu(photo_pair: tuple, seed_files: tuple) -> None:
+    import torch
+
+    from loftr_ros.preprocess import prepare
+    from loftr_ros.runtime.torch_runtime import TorchRuntime
+
+    eager = TorchRuntime.from_weights(seed_files[0], device="cpu")
+    compiled = TorchRuntime.from_weights(seed_files[0], device="cpu", compile_model=True)
+    inputs = [prepare(image, (640, 480))[0] for image in photo_pair[:2]]
+    expected = eager.run(*inputs)["conf_matrix"]
+    actual = compiled.run(*inputs)["conf_matrix"]
+    assert isinstance(compiled._forward, torch.nn.Module) or callable(compiled._forward)
+    np.testing.assert_allclose(actual, expected, atol=1e-4)
