@@ -143,3 +143,28 @@ def test_write_corpus_and_manifest_records(tmp_path):
     json.dumps(records)  # serialisable
     table = ds.summary_table(images).splitlines()
     assert table[1].split() == ["mate", "2", "2"] and table[-1].split() == ["total", "2", "2"]
+
+
+def test_low_texture_training_images_are_skipped(tmp_path) -> None:
+    """Flat graphics are left out of train (not of held-out), and the manifest says why."""
+    import cv2
+    import numpy as np
+
+    from loftr_ros.training.data_sources import SourceImage, texture_fraction, write_corpus
+
+    rng = np.random.default_rng(0)
+    textured = (rng.random((400, 600)) * 255).astype(np.uint8)
+    flat = np.tile(np.linspace(0, 255, 600, dtype=np.uint8), (400, 1))  # a smooth gradient
+    paths = {}
+    for name, pixels in (("textured", textured), ("flat", flat)):
+        paths[name] = tmp_path / f"{name}.png"
+        cv2.imwrite(str(paths[name]), pixels)
+    assert texture_fraction(textured) > 0.5 and texture_fraction(flat) < 0.03
+    images = [SourceImage("mate", "a/textured.png", paths["textured"], "t.jpg", "train"),
+              SourceImage("mate", "a/flat.png", paths["flat"], "f.jpg", "train"),
+              SourceImage("mate", "a/flat.png", paths["flat"], "f.jpg", "heldout")]
+    records = write_corpus(images, tmp_path / "out", progress=False)
+    assert [record.get("skipped") for record in records] == [None, "low texture", None]
+    assert (tmp_path / "out" / "train" / "t.jpg").is_file()
+    assert not (tmp_path / "out" / "train" / "f.jpg").exists()
+    assert (tmp_path / "out" / "heldout" / "f.jpg").is_file()
