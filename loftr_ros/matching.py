@@ -13,7 +13,7 @@ All coordinates here are in MODEL-INPUT pixels; ``preprocess`` maps them back to
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -109,12 +109,13 @@ def refine_by_expectation(conf: np.ndarray, indices0: np.ndarray, indices1: np.n
 
 def refine_with_fine_features(fine0: np.ndarray, fine1: np.ndarray, indices0: np.ndarray,
                               indices1: np.ndarray, grid_width: int, config: ModelConfig
-                              ) -> np.ndarray:
-    """Image-1 positions [N,2] from the learned fine stage.
+                              ) -> Tuple[np.ndarray, np.ndarray]:
+    """Image-1 positions [N,2] from the learned fine stage, and their spread [N] (pixels).
 
     fine0, fine1: [C, Hf, Wf] fine feature maps. For each match, the image-0 fine feature at the
     cell centre is correlated with a (2r+1)^2 window of image-1 features around the coarse match;
-    the softmax expectation of the window positions (clamped to the map) is the refined position.
+    the softmax expectation of the window positions (clamped to the map) is the refined position,
+    and the standard deviation of that distribution its spread (large = ambiguous).
     """
     fine = config.fine
     if fine is None:
@@ -137,7 +138,9 @@ def refine_with_fine_features(fine0: np.ndarray, fine1: np.ndarray, indices0: np
     prob = np.exp(logits)
     prob /= prob.sum(axis=1, keepdims=True)
     expected = (prob[..., None] * positions).sum(axis=1)
-    return (expected * fine.stride).astype(np.float32)
+    variance = (prob * ((positions - expected[:, None, :]) ** 2).sum(axis=2)).sum(axis=1)
+    spread = np.sqrt(variance) * fine.stride
+    return (expected * fine.stride).astype(np.float32), spread.astype(np.float32)
 
 
 def match_confidence(conf: np.ndarray, config: ModelConfig, options: MatchingOptions,
@@ -166,10 +169,14 @@ def match_confidence(conf: np.ndarray, config: ModelConfig, options: MatchingOpt
     if refinement == "auto":
         refinement = "fine" if (config.fine is not None and fine_feat0 is not None) else "expectation"
     if refinement == "fine":
-        if fine_feat0 is None or fine_feat1 is None:
+        if fine_feat0 is None or fine_feat1 is None or config.fine is None:
             raise ValueError("refinement 'fine' needs a model with a fine stage")
-        keypoints1 = refine_with_fine_features(fine_feat0, fine_feat1, indices0, indices1, grid_w,
-                                               config)
+        keypoints1, spread = refine_with_fine_features(fine_feat0, fine_feat1, indices0, indices1,
+                                                       grid_w, config)
+        if config.fine.max_spread_px > 0:
+            sharp = spread <= config.fine.max_spread_px
+            indices0, indices1, keypoints0 = indices0[sharp], indices1[sharp], keypoints0[sharp]
+            keypoints1, scores = keypoints1[sharp], scores[sharp]
     elif refinement == "expectation":
         keypoints1 = refine_by_expectation(conf, indices0, indices1, grid_w, grid_h, stride)
     else:

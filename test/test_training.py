@@ -87,9 +87,10 @@ def test_fine_refinement_twins_agree() -> None:
     cell = lambda idx: torch.from_numpy(np.stack([idx % grid_w, idx // grid_w], 1))  # noqa: E731
     expected, _, _ = fine_expectation(fine0, fine1, torch.zeros(4, dtype=torch.long),
                                       cell(indices0), cell(indices1), 4, 4, 0.1)
-    ours = refine_with_fine_features(fine0[0].numpy(), fine1[0].numpy(), indices0, indices1,
-                                     grid_w, config)
+    ours, spread = refine_with_fine_features(fine0[0].numpy(), fine1[0].numpy(), indices0,
+                                             indices1, grid_w, config)
     np.testing.assert_allclose(ours, expected.numpy() * 4, atol=1e-3)
+    assert spread.shape == (4,) and np.all(spread > 0) and np.all(spread < 4 * 4 * 1.5)
 
 
 @pytest.fixture()
