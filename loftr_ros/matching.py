@@ -84,7 +84,8 @@ def mutual_nearest(conf: np.ndarray, threshold: float, valid0: np.ndarray, valid
 
 def cell_to_pixel(indices: np.ndarray, grid_width: int, stride: int) -> np.ndarray:
     """float32 [N,2] pixel positions (x, y) of flat cell indices."""
-    return np.stack([indices % grid_width, indices // grid_width], axis=1).astype(np.float32) * stride
+    cells = np.stack([indices % grid_width, indices // grid_width], axis=1)
+    return cells.astype(np.float32) * stride
 
 
 def refine_by_expectation(conf: np.ndarray, indices0: np.ndarray, indices1: np.ndarray,
@@ -167,7 +168,8 @@ def match_confidence(conf: np.ndarray, config: ModelConfig, options: MatchingOpt
     keypoints0 = cell_to_pixel(indices0, grid_w, stride)
     refinement = options.refinement
     if refinement == "auto":
-        refinement = "fine" if (config.fine is not None and fine_feat0 is not None) else "expectation"
+        has_fine = config.fine is not None and fine_feat0 is not None
+        refinement = "fine" if has_fine else "expectation"
     if refinement == "fine":
         if fine_feat0 is None or fine_feat1 is None or config.fine is None:
             raise ValueError("refinement 'fine' needs a model with a fine stage")

@@ -2,7 +2,8 @@
 
 Policy (``resize``, the default): the frame is converted to grayscale and resized to exactly the
 model input size, each axis independently. A model-input pixel (x, y) then maps back to the original
-frame as ``(x * sx, y * sy)`` with ``sx = W_orig / W_in``, ``sy = H_orig / H_in`` — the corner-aligned
+frame as ``(x * sx, y * sy)`` with ``sx = W_orig / W_in``, ``sy = H_orig / H_in`` — the
+corner-aligned
 convention, where pixel k's footprint starts at k (OpenCV's ``resize`` samples pixel centres, whose
 half-pixel shift is below a coarse cell and inside the matcher's error; the map is the one LoFTR
 itself uses, model-spec §1.6). Non-matching aspect ratios are stretched, not cropped, so every
@@ -91,7 +92,8 @@ def prepare(image: np.ndarray, input_size: Tuple[int, int], policy: str = "resiz
         resized = cv2.resize(gray, (input_w, input_h), interpolation=interpolation)
     else:
         factor = max(width / input_w, height / input_h)
-        valid = (min(input_w, int(round(width / factor))), min(input_h, int(round(height / factor))))
+        valid = (min(input_w, int(round(width / factor))),
+                 min(input_h, int(round(height / factor))))
         scale = (factor, factor)
         interpolation = cv2.INTER_AREA if factor > 1 else cv2.INTER_LINEAR
         resized = np.zeros((input_h, input_w), dtype=np.uint8)

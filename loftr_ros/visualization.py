@@ -1,4 +1,4 @@
-"""Side-by-side match pictures (OpenCV): used by ``loftr-match --out`` and the node's debug image."""
+"""Side-by-side match pictures (OpenCV): ``loftr-match --out`` and the node's debug image."""
 from __future__ import annotations
 
 from typing import Optional, Sequence

@@ -137,7 +137,8 @@ def test_wrong_shape_names_key(tmp_path, original_ckpt: str) -> None:
     content["state_dict"]["matcher.loftr_coarse.layers.3.merge.weight"] = torch.zeros(256, 128)
     path = str(tmp_path / "wrong_shape.ckpt")
     torch.save(content, path)
-    with pytest.raises(CheckpointError, match=r"wrong_shape.ckpt.*shape mismatch.*layers\.3\.merge"):
+    pattern = r"wrong_shape.ckpt.*shape mismatch.*layers\.3\.merge"
+    with pytest.raises(CheckpointError, match=pattern):
         load_model(path)
 
 

@@ -10,13 +10,12 @@ import threading
 import cv2
 import numpy as np
 import pytest
+from conftest import REPO_ROOT
 
 from loftr_ros.matcher import Matcher
 from loftr_ros.runtime import create_runtime, default_weights
 from loftr_ros.runtime.base import LoftrRuntimeError, ModelLoadError
 from loftr_ros.training.homography import warp_points
-
-from conftest import REPO_ROOT
 
 
 def _errors(result, homography: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import PHOTO_PATH, REPO_ROOT
 
 from loftr_ros.matching import refine_with_fine_features
 from loftr_ros.model.presets import get_preset
@@ -17,8 +18,6 @@ from loftr_ros.training.homography import make_pair, warp_points
 from loftr_ros.training.losses import coarse_focal_loss, fine_expectation
 from loftr_ros.training.supervision import coarse_truth
 from loftr_ros.training.trainer import HomographyPairs, TrainConfig, Trainer
-
-from conftest import PHOTO_PATH, REPO_ROOT
 
 
 def test_ground_truth_of_identity_and_cell_shift() -> None:

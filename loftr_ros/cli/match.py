@@ -60,7 +60,8 @@ def main(argv: Optional[List[str]] = None) -> int:
           f"{totals[len(totals) // 2]:.1f} ms")
     if args.out:
         picture = draw_matches(images[0], images[1], result.keypoints0, result.keypoints1,
-                               result.scores, [f"{len(result)} matches", matcher.runtime.description])
+                               result.scores,
+                               [f"{len(result)} matches", matcher.runtime.description])
         if not cv2.imwrite(args.out, picture):
             print(f"loftr-match: cannot write {args.out}", file=sys.stderr)
             return 2

@@ -51,7 +51,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     import torch
 
-    from loftr_ros.training.trainer import Trainer, TrainConfig
+    from loftr_ros.training.trainer import TrainConfig, Trainer
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -59,7 +59,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         data_dirs=args.data, out_dir=args.out, preset=args.preset, width=args.width,
         height=args.height, batch_size=args.batch_size, epochs=args.epochs,
         pairs_per_epoch=args.pairs_per_epoch, lr=args.lr, warmup_steps=args.warmup_steps,
-        fine_weight=args.fine_weight, fine_ce_weight=args.fine_ce_weight, teacher=args.teacher, teacher_preset=args.teacher_preset,
+        fine_weight=args.fine_weight, fine_ce_weight=args.fine_ce_weight, teacher=args.teacher,
+        teacher_preset=args.teacher_preset,
         distill_weight=args.distill_weight, seed=args.seed, device=args.device,
         workers=args.workers, val_pairs=args.val_pairs, init_weights=args.init_weights)
     try:

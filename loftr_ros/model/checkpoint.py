@@ -91,7 +91,8 @@ def _is_ignorable(key: str, model_keys: Mapping[str, Any]) -> bool:
     return key not in model_keys and any(pattern.search(key) for pattern in _IGNORED_KEY_PATTERNS)
 
 
-def load_state_strict(model: CoarseLoFTR, state: Mapping[str, torch.Tensor], path: str) -> List[str]:
+def load_state_strict(model: CoarseLoFTR, state: Mapping[str, torch.Tensor],
+                      path: str) -> List[str]:
     """Copy ``state`` into ``model``; every model key must be present with the right shape.
 
     Returns the ignored (fine-stage) keys. ``num_batches_tracked`` may be absent.
@@ -125,7 +126,8 @@ def _config_from_file(path: str, content: Mapping[str, Any]) -> ModelConfig:
     try:
         return ModelConfig.from_dict(dict(content["config"]))
     except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: invalid model config in loftr_ros checkpoint: {exc}") from None
+        raise CheckpointError(
+            f"{path}: invalid model config in loftr_ros checkpoint: {exc}") from None
 
 
 def load_model(path: str, preset: Optional[str] = None,

@@ -2,7 +2,8 @@
 
 Data flow for one image pair (both images share the backbone, concatenated on the batch axis):
 
-    image [N,1,H,W] -> ResNet backbone -> coarse map [N,C,H/s,W/s] (+ optional fine map [N,Cf,H/f,W/f])
+    image [N,1,H,W] -> ResNet backbone -> coarse map [N,C,H/s,W/s]
+                                          (+ optional fine map [N,Cf,H/f,W/f])
     coarse map + 2D sine PE -> flatten [N,L,C] -> linear-attention self/cross layers
     -> dual-softmax -> conf_matrix [N,L,S]
 
@@ -55,7 +56,8 @@ class FineHead(nn.Module):
         self.lateral = nn.Conv2d(fine_in, dim, 1, bias=False)
         self.context = nn.Conv2d(context_in, dim, 1, bias=False)
         self.fuse = nn.Sequential(
-            nn.BatchNorm2d(dim), nn.ReLU(inplace=True), nn.Conv2d(dim, dim, 3, padding=1, bias=False))
+            nn.BatchNorm2d(dim), nn.ReLU(inplace=True),
+            nn.Conv2d(dim, dim, 3, padding=1, bias=False))
 
     def forward(self, fine_map: torch.Tensor, context_map: torch.Tensor) -> torch.Tensor:
         features = self._fused(fine_map, context_map)
@@ -85,7 +87,8 @@ class Backbone(nn.Module):
         in_dim = config.initial_dim
         self.num_layers = len(config.block_dims)
         for index, (out_dim, stride) in enumerate(zip(config.block_dims, config.block_strides)):
-            layer = nn.Sequential(BasicBlock(in_dim, out_dim, stride), BasicBlock(out_dim, out_dim, 1))
+            layer = nn.Sequential(BasicBlock(in_dim, out_dim, stride),
+                                  BasicBlock(out_dim, out_dim, 1))
             setattr(self, f"layer{index + 1}", layer)
             in_dim = out_dim
         setattr(self, f"layer{self.num_layers}_outconv",
@@ -109,7 +112,8 @@ class Backbone(nn.Module):
         coarse = getattr(self, f"layer{self.num_layers}_outconv")(x)
         fine = None
         if self.fine_head is not None and self.fine_layer is not None:
-            fine = self.fine_head(stage_outputs[self.fine_layer], stage_outputs[self.fine_layer + 1])
+            fine = self.fine_head(stage_outputs[self.fine_layer],
+                                  stage_outputs[self.fine_layer + 1])
         return coarse, fine
 
 
@@ -211,7 +215,8 @@ class LocalFeatureTransformer(nn.Module):
         self.layers = nn.ModuleList(
             [EncoderLayer(config.d_model, config.nhead, config.ln_eps) for _ in self.layer_names])
 
-    def forward(self, feat0: torch.Tensor, feat1: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, feat0: torch.Tensor,
+                feat1: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         for layer, kind in zip(self.layers, self.layer_names):
             if kind == SELF:
                 feat0 = layer(feat0, feat0)

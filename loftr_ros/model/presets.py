@@ -83,7 +83,8 @@ class ModelConfig:
         if self.d_model % self.nhead:
             raise ValueError(f"d_model {self.d_model} is not divisible by nhead {self.nhead}")
         if self.block_dims[-1] != self.d_model:
-            raise ValueError("the last block dim must equal d_model (coarse map = transformer input)")
+            raise ValueError(
+                "the last block dim must equal d_model (coarse map = transformer input)")
         if self.pe_variant not in ("buggy", "fixed"):
             raise ValueError(f"pe_variant must be 'buggy' or 'fixed', not {self.pe_variant!r}")
         for name in self.layer_names:

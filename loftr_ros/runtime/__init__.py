@@ -11,8 +11,12 @@ import os
 from typing import Optional, Tuple
 
 from loftr_ros.model.presets import DEFAULT_PRESET
-from loftr_ros.runtime.base import (BackendUnavailableError, InferenceRuntime, LoftrRuntimeError,
-                                    ModelLoadError)
+from loftr_ros.runtime.base import (
+    BackendUnavailableError,
+    InferenceRuntime,
+    LoftrRuntimeError,
+    ModelLoadError,
+)
 
 LOGGER = logging.getLogger("loftr_ros.runtime")
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")

@@ -8,8 +8,16 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from loftr_ros.model.presets import ModelConfig, get_preset
-from loftr_ros.runtime.base import (CONF_MATRIX, FINE_FEAT0, FINE_FEAT1, INPUT0, INPUT1,
-                                    BackendUnavailableError, InferenceRuntime, ModelLoadError)
+from loftr_ros.runtime.base import (
+    CONF_MATRIX,
+    FINE_FEAT0,
+    FINE_FEAT1,
+    INPUT0,
+    INPUT1,
+    BackendUnavailableError,
+    InferenceRuntime,
+    ModelLoadError,
+)
 
 CONFIG_METADATA_KEY = "loftr_ros.config"
 # Graphs exported by other projects: which of their outputs holds what (model-spec §3.3).
@@ -72,8 +80,8 @@ class OnnxRuntime(InferenceRuntime):
         outputs = {output.name for output in self.session.get_outputs()}
         inputs = [item.name for item in self.session.get_inputs()]
         mapping = {name: name for name in (CONF_MATRIX, FINE_FEAT0, FINE_FEAT1) if name in outputs}
-        mapping.update({ours: theirs for ours, theirs in
-                        FOREIGN_OUTPUT_NAMES.get(self.config.name, {}).items() if theirs in outputs})
+        foreign = FOREIGN_OUTPUT_NAMES.get(self.config.name, {})
+        mapping.update({ours: theirs for ours, theirs in foreign.items() if theirs in outputs})
         if CONF_MATRIX not in mapping:
             raise ModelLoadError(f"{onnx_path}: no output named {CONF_MATRIX!r} (outputs "
                                  f"{sorted(outputs)})")

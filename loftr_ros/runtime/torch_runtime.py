@@ -8,8 +8,13 @@ import torch
 
 from loftr_ros.model.checkpoint import CheckpointError, load_model
 from loftr_ros.model.network import CoarseLoFTR
-from loftr_ros.runtime.base import (CONF_MATRIX, FINE_FEAT0, FINE_FEAT1, InferenceRuntime,
-                                    ModelLoadError)
+from loftr_ros.runtime.base import (
+    CONF_MATRIX,
+    FINE_FEAT0,
+    FINE_FEAT1,
+    InferenceRuntime,
+    ModelLoadError,
+)
 
 
 class TorchRuntime(InferenceRuntime):

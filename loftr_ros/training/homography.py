@@ -49,7 +49,7 @@ def _corners(width: int, height: int) -> np.ndarray:
 
 def random_view(rng: np.random.Generator, width: int, height: int,
                 params: HomographyParams) -> np.ndarray:
-    """A random homography mapping a width x height view onto itself, perturbed around the centre."""
+    """A random homography of a width x height view onto itself, perturbed around the centre."""
     corners = _corners(width, height)
     centre = corners.mean(axis=0)
     angle = np.deg2rad(rng.uniform(-params.max_rotation_deg, params.max_rotation_deg))
@@ -64,7 +64,8 @@ def random_view(rng: np.random.Generator, width: int, height: int,
         np.float64)
 
 
-def photometric(rng: np.random.Generator, image: np.ndarray, params: PhotometricParams) -> np.ndarray:
+def photometric(rng: np.random.Generator, image: np.ndarray,
+                params: PhotometricParams) -> np.ndarray:
     """Random brightness, contrast, gamma, blur and noise on a grayscale uint8 image."""
     out = image.astype(np.float32) / 255.0
     out = np.clip(out, 0.0, 1.0) ** rng.uniform(*params.gamma)

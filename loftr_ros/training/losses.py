@@ -1,6 +1,7 @@
 """Training losses (torch): coarse dual-softmax focal loss, fine expectation loss, distillation.
 
-The fine window correlation here is the torch twin of ``loftr_ros.matching.refine_with_fine_features``
+The fine window correlation here is the torch twin of
+``loftr_ros.matching.refine_with_fine_features``
 (numpy, used at inference); a test checks both give the same positions.
 """
 from __future__ import annotations
@@ -25,8 +26,10 @@ def coarse_focal_loss(conf: torch.Tensor, match_j: torch.Tensor, alpha: float = 
     positive_mask[rows_b, rows_i, match_j[rows_b, rows_i]] = True
     positive = conf[positive_mask]
     negative = conf[~positive_mask]
-    loss_positive = (-alpha * (1.0 - positive) ** gamma * positive.log()).mean() if positive.numel() \
-        else conf.sum() * 0.0
+    if positive.numel():
+        loss_positive = (-alpha * (1.0 - positive) ** gamma * positive.log()).mean()
+    else:
+        loss_positive = conf.sum() * 0.0
     loss_negative = (-alpha * negative ** gamma * (1.0 - negative).log()).mean()
     return loss_positive + negative_weight * loss_negative
 

@@ -25,8 +25,12 @@ from loftr_ros.model.checkpoint import load_model, save_model
 from loftr_ros.model.network import CoarseLoFTR, build_model
 from loftr_ros.model.presets import ModelConfig, get_preset
 from loftr_ros.training.homography import HomographyParams, make_pair
-from loftr_ros.training.losses import (coarse_focal_loss, distillation_loss, fine_expectation,
-                                       fine_loss)
+from loftr_ros.training.losses import (
+    coarse_focal_loss,
+    distillation_loss,
+    fine_expectation,
+    fine_loss,
+)
 from loftr_ros.training.supervision import coarse_truth
 
 IMAGE_PATTERNS = ("*.jpg", "*.jpeg", "*.png", "*.ppm", "*.bmp", "*.JPG", "*.PNG")
@@ -150,7 +154,8 @@ class Trainer:
         torch.manual_seed(config.seed)
         model_config = get_preset(config.preset).with_input_size(config.width, config.height)
         if config.init_weights:
-            self.model, _ = load_model(config.init_weights, input_size=(config.width, config.height))
+            self.model, _ = load_model(config.init_weights,
+                                       input_size=(config.width, config.height))
             self.model.train()
         else:
             self.model = build_model(model_config)
@@ -358,8 +363,8 @@ class Trainer:
                                     fine=values.get("fine_l2", 0.0))
                     bar.update(1)
                     if self.step % 20 == 0:
-                        self.log({"step": self.step, "epoch": self.epoch, "lr": self.learning_rate(),
-                                  **values})
+                        self.log({"step": self.step, "epoch": self.epoch,
+                                  "lr": self.learning_rate(), **values})
                 bar.close()
                 self.epoch += 1
                 metrics = self.validate() if self.is_main else {}
