@@ -162,7 +162,7 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
                   "serialized TensorRT engine (wins over `onnx_path`); empty = built from the "
                   "ONNX model and cached in `engine_cache_dir`"),
     ParameterSpec("engine_cache_dir", STRING, "",
-                  "where built TensorRT engines are cached; empty = ~/.cache/loftr_ros"),
+                  "where built TensorRT engines are cached; empty = ~/.cache/loftr_ros/engines"),
     ParameterSpec("fp16", BOOL, True, "build/run the TensorRT engine in FP16"),
     ParameterSpec("threads", INTEGER, 0,
                   "CPU threads of onnxruntime / torch; 0 = the library's default",
