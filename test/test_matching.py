@@ -115,7 +115,7 @@ def test_fine_refinement_requires_fine_features() -> None:
 def test_fine_refinement_finds_the_peak_and_drops_ambiguous_matches() -> None:
     """Hand-made fine maps: match A has one distinctive image-1 feature 1 fine cell right of the
     coarse position (sharp), match B sits on a flat area (every window feature alike)."""
-    fine = dataclasses.replace(get_preset("lite").fine, max_spread_px=3.0)
+    fine = dataclasses.replace(get_preset("lite").fine, min_peak_mass=0.5)
     config = dataclasses.replace(get_preset("lite"), input_width=96, input_height=80, fine=fine)
     channels, height, width = 32, 20, 24
     fine0 = np.zeros((channels, height, width), np.float32)
@@ -127,7 +127,7 @@ def test_fine_refinement_finds_the_peak_and_drops_ambiguous_matches() -> None:
     fine1[1] = np.sqrt(channels) * 0.5
     conf = _conf({(a, a): 0.9, (b, b): 0.8})
     options = MatchingOptions(threshold=0.1, border_margin=0, refinement="fine")
-    unfiltered = dataclasses.replace(config, fine=dataclasses.replace(fine, max_spread_px=0.0))
+    unfiltered = dataclasses.replace(config, fine=dataclasses.replace(fine, min_peak_mass=0.0))
     both = match_confidence(conf, unfiltered, options, fine0, fine1)
     assert both.indices0.tolist() == [a, b]
     np.testing.assert_allclose(both.keypoints1[0], [36.0, 32.0], atol=0.1)  # 4 px right of (32,32)

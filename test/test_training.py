@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import PHOTO_PATH, REPO_ROOT
 
-from loftr_ros.matching import refine_with_fine_features
+from loftr_ros.matching import fine_window_probabilities, refine_with_fine_features
 from loftr_ros.model.presets import get_preset
 from loftr_ros.training.homography import make_pair, warp_points
 from loftr_ros.training.losses import coarse_focal_loss, fine_expectation
@@ -75,7 +75,8 @@ def test_focal_loss_prefers_correct_matches() -> None:
 
 
 def test_fine_refinement_twins_agree() -> None:
-    """The numpy refinement used at inference equals the torch one the loss trains."""
+    """The numpy window softmax used at inference equals the torch one the loss trains, and the
+    local soft-argmax stays within one fine cell of the window peak."""
     config = get_preset("lite").with_input_size(128, 96)
     generator = torch.Generator().manual_seed(0)
     fine0 = torch.randn(1, 32, 24, 32, generator=generator)
@@ -84,12 +85,17 @@ def test_fine_refinement_twins_agree() -> None:
     indices0 = np.array([0, 9, 20, 47])
     indices1 = np.array([1, 9, 31, 40])
     cell = lambda idx: torch.from_numpy(np.stack([idx % grid_w, idx // grid_w], 1))  # noqa: E731
-    expected, _, _ = fine_expectation(fine0, fine1, torch.zeros(4, dtype=torch.long),
-                                      cell(indices0), cell(indices1), 4, 4, 0.1)
-    ours, spread = refine_with_fine_features(fine0[0].numpy(), fine1[0].numpy(), indices0,
-                                             indices1, grid_w, config)
-    np.testing.assert_allclose(ours, expected.numpy() * 4, atol=1e-3)
-    assert spread.shape == (4,) and np.all(spread > 0) and np.all(spread < 4 * 4 * 1.5)
+    _, log_prob, positions = fine_expectation(fine0, fine1, torch.zeros(4, dtype=torch.long),
+                                              cell(indices0), cell(indices1), 4, 4, 0.1)
+    prob, ours_positions = fine_window_probabilities(fine0[0].numpy(), fine1[0].numpy(),
+                                                     indices0, indices1, grid_w, config)
+    np.testing.assert_allclose(prob, log_prob.exp().numpy(), atol=1e-5)
+    np.testing.assert_array_equal(ours_positions, positions.numpy())
+    refined, mass = refine_with_fine_features(fine0[0].numpy(), fine1[0].numpy(), indices0,
+                                              indices1, grid_w, config)
+    peaks = positions.numpy()[np.arange(4), prob.argmax(1)] * 4
+    assert np.abs(refined - peaks).max() <= 4.0 + 1e-4
+    assert mass.shape == (4,) and np.all((mass > 0) & (mass <= 1 + 1e-6))
 
 
 @pytest.fixture()

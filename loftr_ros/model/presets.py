@@ -27,16 +27,16 @@ class FineConfig:
         window_radius: half-size, in fine cells, of the search window in image 1 (window is
             ``(2r+1)^2`` cells).
         temperature: softmax temperature of the correlation inside the window.
-        max_spread_px: matches whose fine window distribution has a standard deviation above this
-            (pixels) are dropped as ambiguous (flat texture, repeated patterns); 0 keeps all.
-            Calibrated per trained model on training-validation pairs.
+        min_peak_mass: matches whose window distribution holds less than this probability in the
+            3x3 cells around its peak are dropped as ambiguous (flat texture, repeated patterns);
+            0 keeps all. Calibrated per trained model on training-validation pairs.
     """
 
     stride: int = 4
     dim: int = 32
     window_radius: int = 4
     temperature: float = 0.1
-    max_spread_px: float = 0.0
+    min_peak_mass: float = 0.0
 
 
 @dataclass(frozen=True)

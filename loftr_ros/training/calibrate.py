@@ -1,9 +1,10 @@
-"""Calibrate a trained model's ``fine.max_spread_px`` on TRAINING-domain validation pairs.
+"""Calibrate a trained model's ``fine.min_peak_mass`` on TRAINING-domain validation pairs.
 
-Matches whose fine window distribution is wide sit on flat or repetitive texture; dropping them
-raises the precision of what is left. The limit that gives the best homography AUC@5px on
-synthetic pairs of the training photos (a seed the training never used) is written into the
-weights' config, so every runtime applies it. Held-out images must never be used here.
+Matches whose fine window distribution holds little probability around its peak sit on flat or
+repetitive texture; dropping them raises the precision of what is left. The limit that gives the
+best homography AUC@5px on synthetic pairs of the training photos (a seed the training never used)
+is written into the weights' config, so every runtime applies it. Never calibrate on held-out
+images.
 
     python -m loftr_ros.training.calibrate runs/lite/model.pt --data data/train --out lite.pt
 """
@@ -24,12 +25,12 @@ from loftr_ros.matching import MatchingOptions, match_confidence
 from loftr_ros.model.checkpoint import load_model, save_model
 from loftr_ros.model.network import CoarseLoFTR
 
-CANDIDATES_PX = (0.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
+CANDIDATES = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 CALIBRATION_SEED = 424242  # not a training seed
 
 
-def calibrate_max_spread(model: CoarseLoFTR, image_dir: str, pairs_per_image: int = 1,
-                         candidates: Sequence[float] = CANDIDATES_PX,
+def calibrate_min_peak_mass(model: CoarseLoFTR, image_dir: str, pairs_per_image: int = 1,
+                         candidates: Sequence[float] = CANDIDATES,
                          seed: int = CALIBRATION_SEED) -> Tuple[float, List[Dict[str, float]]]:
     """Return (best limit, one row of metrics per candidate); 0 means "keep all"."""
     config = model.config
@@ -50,7 +51,7 @@ def calibrate_max_spread(model: CoarseLoFTR, image_dir: str, pairs_per_image: in
         fine0, fine1 = outputs["fine_feat0"][0].numpy(), outputs["fine_feat1"][0].numpy()
         for candidate in candidates:
             trial = dataclasses.replace(
-                config, fine=dataclasses.replace(config.fine, max_spread_px=float(candidate)))
+                config, fine=dataclasses.replace(config.fine, min_peak_mass=float(candidate)))
             options = MatchingOptions(threshold=config.match_threshold,
                                       border_margin=config.border_margin, refinement="fine")
             cells = match_confidence(conf, trial, options, fine0, fine1)
@@ -61,11 +62,11 @@ def calibrate_max_spread(model: CoarseLoFTR, image_dir: str, pairs_per_image: in
     rows = []
     for candidate in candidates:
         areas = auc(errors[candidate])
-        rows.append({"max_spread_px": float(candidate), "auc@3": areas[3.0], "auc@5": areas[5.0],
+        rows.append({"min_peak_mass": float(candidate), "auc@3": areas[3.0], "auc@5": areas[5.0],
                      "auc@10": areas[10.0], "precision@3px": 100 * float(np.mean(
                          precisions[candidate])), "matches": float(np.mean(counts[candidate]))})
     best = max(rows, key=lambda row: (row["auc@5"], row["auc@10"]))
-    return best["max_spread_px"], rows
+    return best["min_peak_mass"], rows
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -81,20 +82,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     model, report = load_model(args.weights)
-    best, rows = calibrate_max_spread(model, args.data, args.pairs_per_image)
-    print("| max_spread_px | AUC@3 | AUC@5 | AUC@10 | precision@3px | matches |")
+    best, rows = calibrate_min_peak_mass(model, args.data, args.pairs_per_image)
+    print("| min_peak_mass | AUC@3 | AUC@5 | AUC@10 | precision@3px | matches |")
     print("|---:|---:|---:|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['max_spread_px']:g} | {row['auc@3']:.1f} | {row['auc@5']:.1f} | "
+        print(f"| {row['min_peak_mass']:g} | {row['auc@3']:.1f} | {row['auc@5']:.1f} | "
               f"{row['auc@10']:.1f} | {row['precision@3px']:.1f} | {row['matches']:.0f} |")
     assert model.config.fine is not None
     model.config = dataclasses.replace(
-        model.config, fine=dataclasses.replace(model.config.fine, max_spread_px=best))
+        model.config, fine=dataclasses.replace(model.config.fine, min_peak_mass=best))
     metadata = dict(report.metadata)
-    metadata["calibration"] = {"max_spread_px": best, "data": args.data, "rows": rows,
+    metadata["calibration"] = {"min_peak_mass": best, "data": args.data, "rows": rows,
                                "seed": CALIBRATION_SEED}
     save_model(model, args.out, metadata)
-    print(f"chose max_spread_px = {best:g}; wrote {args.out}")
+    print(f"chose min_peak_mass = {best:g}; wrote {args.out}")
     return 0
 
 

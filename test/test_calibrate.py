@@ -1,0 +1,29 @@
+"""Calibration of fine.min_peak_mass: runs on real photos and writes the choice into the weights."""
+from __future__ import annotations
+
+import shutil
+
+import torch
+from conftest import PHOTO_PATH
+
+from loftr_ros.model.checkpoint import load_model, save_model
+from loftr_ros.model.network import build_model
+from loftr_ros.model.presets import get_preset
+from loftr_ros.training.calibrate import CANDIDATES, calibrate_min_peak_mass, main
+
+
+def test_calibration_picks_a_candidate_and_saves_it(tmp_path) -> None:
+    folder = tmp_path / "train"
+    folder.mkdir()
+    shutil.copy(PHOTO_PATH, folder / "coffee.png")
+    torch.manual_seed(0)
+    model = build_model(get_preset("lite").with_input_size(160, 128)).eval()
+    best, rows = calibrate_min_peak_mass(model, str(folder), pairs_per_image=2)
+    assert best in CANDIDATES and [row["min_peak_mass"] for row in rows] == list(CANDIDATES)
+    assert rows[0]["matches"] >= max(row["matches"] for row in rows)  # 0 keeps everything
+    weights = str(tmp_path / "in.pt")
+    save_model(model, weights)
+    out = str(tmp_path / "out.pt")
+    assert main([weights, "--data", str(folder), "--out", out, "--pairs-per-image", "2"]) == 0
+    calibrated, report = load_model(out)
+    assert calibrated.config.fine.min_peak_mass == report.metadata["calibration"]["min_peak_mass"]
