@@ -191,3 +191,14 @@ def test_torch_compile_runs_on_cpu(photo_pair: tuple, seed_files: tuple) -> None
     actual = compiled.run(*inputs)["conf_matrix"]
     assert isinstance(compiled._forward, torch.nn.Module) or callable(compiled._forward)
     np.testing.assert_allclose(actual, expected, atol=1e-4)
+
+
+def test_bundled_jetson_size_and_missing_sizes() -> None:
+    """config/jetson.yaml's 320x240 has its own bundled static graph; other sizes say how to
+    export one."""
+    small = Matcher.create(backend="onnxruntime", input_size=(320, 240))
+    assert small.runtime.input_size == (320, 240) and small.config.name == "lite"
+    result = small.match(np.zeros((480, 640), np.uint8), np.zeros((480, 640), np.uint8))
+    assert result.input_size == (320, 240)
+    with pytest.raises(ModelLoadError, match="loftr-export .* --width 480 --height 352"):
+        Matcher.create(backend="onnxruntime", input_size=(480, 352))

@@ -25,8 +25,14 @@ TORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
 ENGINE_SUFFIXES = (".engine", ".trt", ".plan")
 
 
-def default_weights(kind: str) -> str:
-    """Path of the bundled default model: ``kind`` is ``"pt"`` or ``"onnx"``."""
+def default_weights(kind: str, input_size: Optional[Tuple[int, int]] = None) -> str:
+    """Path of the bundled default model: ``kind`` is ``"pt"`` or ``"onnx"``.
+
+    ONNX graphs are static: for an ``input_size`` other than the default 640x480 the bundled
+    ``lite_<W>x<H>.onnx`` is used (320x240 ships for small Jetsons; ``loftr-export`` makes others).
+    """
+    if kind == "onnx" and input_size is not None and tuple(input_size) != (640, 480):
+        return os.path.join(WEIGHTS_DIR, f"{DEFAULT_PRESET}_{input_size[0]}x{input_size[1]}.onnx")
     return os.path.join(WEIGHTS_DIR, f"{DEFAULT_PRESET}.{kind}")
 
 
@@ -90,7 +96,13 @@ def create_runtime(backend: str = "auto", weights: Optional[str] = None,
             raise ModelLoadError(f"{path}: the torch backend needs a checkpoint (.pt), not ONNX")
         return TorchRuntime.from_weights(path, preset=preset, input_size=input_size, device=device,
                                          threads=threads, compile_model=compile_model)
-    onnx_path = weights or default_weights("onnx")
+    onnx_path = weights or default_weights("onnx", input_size)
+    if weights is None and not os.path.exists(onnx_path):
+        raise ModelLoadError(
+            f"{onnx_path}: no bundled ONNX for input {input_size[0]}x{input_size[1]}; make one "
+            f"with `loftr-export {default_weights('pt')} {onnx_path} --width {input_size[0]} "
+            f"--height {input_size[1]} --opset 13`" if input_size else
+            f"{onnx_path}: the bundled default model is missing (reinstall the package)")
     if chosen == "tensorrt":
         try:
             return _create_tensorrt(onnx_path, preset, input_size, engine_cache_dir, fp16)
