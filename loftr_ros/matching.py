@@ -152,6 +152,8 @@ def refine_with_fine_features(fine0: np.ndarray, fine1: np.ndarray, indices0: np
     unambiguous the match is.
     """
     assert config.fine is not None  # fine_window_probabilities raised otherwise
+    if len(indices0) == 0:
+        return np.zeros((0, 2), np.float32), np.zeros(0, np.float32)
     prob, positions = fine_window_probabilities(fine0, fine1, indices0, indices1, grid_width,
                                                 config)
     size = 2 * config.fine.window_radius + 1

@@ -30,7 +30,10 @@ ort = pytest.importorskip("onnxruntime")
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            "loftr_ros", "weights")
-CONF_TOLERANCE = 1e-2
+# Max |conf_fp16 - conf_fp32|. Measured on the real pair: seed 1.2e-3, lite 1.2e-2 (ordinary
+# fp16 rounding in the lite transformer features; keeping the dual-softmax head in fp32 still
+# leaves 1.0e-2). The match-level check below is what decides whether that matters.
+CONF_TOLERANCE = 2e-2
 HEADROOM = 4.0
 
 
@@ -101,6 +104,25 @@ def test_fp16_conf_matrix_close_to_fp32(real_model, photo_pair):
         assert np.isfinite(actual[output]).all(), f"{output} has inf/nan in fp16"
     conf_diff = float(np.abs(actual["conf_matrix"] - expected["conf_matrix"]).max())
     assert conf_diff <= CONF_TOLERANCE
+    # What a user gets: the fp16 graph must reproduce the fp32 matches.
+    from loftr_ros.matching import MatchingOptions, match_confidence
+    from loftr_ros.runtime.onnx_runtime import OnnxRuntime
+
+    config = OnnxRuntime(path, preset="seed" if name == "seed" else None).config
+    options = MatchingOptions(threshold=config.match_threshold, border_margin=config.border_margin)
+    matches = []
+    for outputs in (expected, actual):
+        squeezed = {key: value[0] for key, value in outputs.items()}
+        matches.append(match_confidence(squeezed["conf_matrix"], config, options,
+                                        squeezed.get("fine_feat0"), squeezed.get("fine_feat1")))
+    pairs0 = zip(matches[0].indices0, matches[0].indices1)
+    reference = {(i, j): k for k, (i, j) in enumerate(pairs0)}
+    kept = [(reference[(i, j)], k) for k, (i, j) in
+            enumerate(zip(matches[1].indices0, matches[1].indices1)) if (i, j) in reference]
+    close = [np.abs(matches[0].keypoints1[a] - matches[1].keypoints1[b]).max() <= 1.0
+             for a, b in kept]
+    print(f"{name}: fp16 reproduces {sum(close)}/{len(reference)} fp32 matches within 1 px")
+    assert len(reference) > 0 and sum(close) >= 0.95 * len(reference)
 
 
 def test_softmax_kept_in_fp32_is_supported(seed_files, tmp_path, photo_pair):

@@ -133,3 +133,11 @@ def test_fine_refinement_finds_the_peak_and_drops_ambiguous_matches() -> None:
     np.testing.assert_allclose(both.keypoints1[0], [36.0, 32.0], atol=0.1)  # 4 px right of (32,32)
     kept = match_confidence(conf, config, options, fine0, fine1)
     assert kept.indices0.tolist() == [a] and kept.scores.tolist() == [pytest.approx(0.9)]
+
+
+def test_fine_refinement_with_no_matches() -> None:
+    config = dataclasses.replace(get_preset("lite"), input_width=96, input_height=80)
+    fine = np.zeros((32, 20, 24), np.float32)
+    options = MatchingOptions(threshold=0.5, border_margin=0, refinement="fine")
+    result = match_confidence(_conf({}), config, options, fine, fine)
+    assert result.keypoints1.shape == (0, 2) and result.scores.shape == (0,)
