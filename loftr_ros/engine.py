@@ -30,7 +30,12 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from loftr_ros.runtime.base import BackendUnavailableError, LoftrRuntimeError, ModelLoadError
+from loftr_ros.runtime.base import (
+    CONFIG_METADATA_KEY,
+    BackendUnavailableError,
+    LoftrRuntimeError,
+    ModelLoadError,
+)
 
 LOGGER = logging.getLogger("loftr_ros.engine")
 
@@ -38,7 +43,6 @@ DEFAULT_WORKSPACE_MB = 1024
 ENGINE_SUFFIX = ".engine"
 METADATA_SUFFIX = ".json"
 PRECISIONS = ("fp32", "fp16", "int8")
-CONFIG_METADATA_KEY = "loftr_ros.config"  # same key as loftr_ros.export writes
 HASH_LENGTH = 12
 HEARTBEAT_SECONDS = 15.0
 

@@ -18,9 +18,15 @@ import torch
 
 from loftr_ros.model.checkpoint import load_model
 from loftr_ros.model.network import CoarseLoFTR
-from loftr_ros.runtime.base import CONF_MATRIX, FINE_FEAT0, FINE_FEAT1, INPUT0, INPUT1
+from loftr_ros.runtime.base import (
+    CONF_MATRIX,
+    CONFIG_METADATA_KEY,
+    FINE_FEAT0,
+    FINE_FEAT1,
+    INPUT0,
+    INPUT1,
+)
 
-CONFIG_METADATA_KEY = "loftr_ros.config"
 DEFAULT_OPSET = 17
 SUPPORTED_OPSETS = (13, 14, 15, 16, 17, 18)
 

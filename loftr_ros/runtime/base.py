@@ -23,6 +23,8 @@ FINE_FEAT0 = "fine_feat0"
 FINE_FEAT1 = "fine_feat1"
 INPUT0 = "image0"
 INPUT1 = "image1"
+#: ONNX metadata key holding the model config (JSON) of graphs exported by loftr_ros
+CONFIG_METADATA_KEY = "loftr_ros.config"
 
 LOGGER = logging.getLogger("loftr_ros.runtime")
 

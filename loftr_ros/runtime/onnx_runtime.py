@@ -10,6 +10,7 @@ import numpy as np
 from loftr_ros.model.presets import ModelConfig, get_preset
 from loftr_ros.runtime.base import (
     CONF_MATRIX,
+    CONFIG_METADATA_KEY,
     FINE_FEAT0,
     FINE_FEAT1,
     INPUT0,
@@ -19,7 +20,6 @@ from loftr_ros.runtime.base import (
     ModelLoadError,
 )
 
-CONFIG_METADATA_KEY = "loftr_ros.config"
 # Graphs exported by other projects: which of their outputs holds what (model-spec §3.3).
 FOREIGN_OUTPUT_NAMES = {"seed": {CONF_MATRIX: "1026"}}
 FOREIGN_INPUT_NAMES = {"seed": ("img0", "img1")}

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from loftr_ros.model.checkpoint import load_model, save_model
 from loftr_ros.model.network import CoarseLoFTR, build_model
 from loftr_ros.model.presets import ModelConfig, get_preset
-from loftr_ros.training.homography import HomographyParams, make_pair
+from loftr_ros.training.homography import HomographyParams, make_pair, warp_points
 from loftr_ros.training.losses import (
     coarse_focal_loss,
     distillation_loss,
@@ -309,9 +309,7 @@ class Trainer:
                 MatchingOptions(threshold=self.model_config.match_threshold, border_margin=0),
                 fine_feat0=_maybe_numpy(outputs.get("fine_feat0")),
                 fine_feat1=_maybe_numpy(outputs.get("fine_feat1")))
-            homography = item["homography"].numpy()
-            from loftr_ros.training.homography import warp_points
-            truth = warp_points(homography, result.keypoints0)
+            truth = warp_points(item["homography"].numpy(), result.keypoints0)
             errors = np.linalg.norm(truth - result.keypoints1, axis=1)
             fine_errors.extend(errors.tolist())
             truth_j = item["match_j"].numpy()[result.indices0]
