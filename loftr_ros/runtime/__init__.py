@@ -132,16 +132,14 @@ def _create_tensorrt(path: str, preset: Optional[str], input_size: Optional[Tupl
                      engine_cache_dir: Optional[str], fp16: Optional[bool]) -> InferenceRuntime:
     from loftr_ros.runtime.tensorrt_runtime import TensorRTRuntime
 
-    if path.endswith(ENGINE_SUFFIXES):
-        runtime = TensorRTRuntime.from_engine_file(path, preset=preset)
-    else:
+    engine_path = path
+    if not path.endswith(ENGINE_SUFFIXES):
         from loftr_ros.engine import get_or_build_engine
-        from loftr_ros.runtime.onnx_runtime import OnnxRuntime
 
-        config = OnnxRuntime(path, preset=preset).config if _installed("onnxruntime") else None
         engine_path = get_or_build_engine(path, cache_dir=engine_cache_dir, fp16=fp16)
-        runtime = TensorRTRuntime(config, engine_path) if config is not None else \
-            TensorRTRuntime.from_engine_file(engine_path, preset=preset)
+    # The engine's JSON carries the ONNX's model config (else: preset at the engine's input size),
+    # so no second copy of the model is loaded just to read it - this is a 2 GB Jetson.
+    runtime = TensorRTRuntime.from_engine_file(engine_path, preset=preset)
     _check_static_size(runtime, input_size, path)
     return runtime
 
