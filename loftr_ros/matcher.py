@@ -10,6 +10,7 @@ Example::
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
@@ -123,9 +124,7 @@ class Matcher:
         self._set_options(refinement=str(value))
 
     def _set_options(self, **changes: object) -> None:
-        values = dict(self.options.__dict__)
-        values.update(changes)
-        new_options = MatchingOptions(**values)  # validates; raises ValueError on bad values
+        new_options = dataclasses.replace(self.options, **changes)  # validates (ValueError)
         if new_options.refinement == "fine" and self.config.fine is None:
             raise ValueError(f"preset {self.config.name!r} has no fine stage")
         self.options = new_options
