@@ -15,7 +15,13 @@ from conftest import PHOTO_PATH, REPO_ROOT
 from loftr_ros.matching import fine_window_probabilities, refine_with_fine_features
 from loftr_ros.model.presets import get_preset
 from loftr_ros.training.homography import make_pair, warp_points
-from loftr_ros.training.losses import coarse_focal_loss, fine_expectation
+from loftr_ros.training.losses import (
+    bilinear_target,
+    coarse_focal_loss,
+    fine_expectation,
+    fine_loss,
+    window_offsets,
+)
 from loftr_ros.training.supervision import coarse_truth
 from loftr_ros.training.trainer import HomographyPairs, TrainConfig, Trainer
 
@@ -72,6 +78,23 @@ def test_focal_loss_prefers_correct_matches() -> None:
     good = torch.tensor([[[0.05, 0.9], [0.02, 0.03]]])
     bad = torch.tensor([[[0.9, 0.05], [0.02, 0.03]]])
     assert coarse_focal_loss(good, match_j) < coarse_focal_loss(bad, match_j)
+
+
+def test_fine_soft_target_is_bilinear_and_centred_on_the_truth() -> None:
+    positions = window_offsets(2, torch.device("cpu"))[None].expand(3, -1, -1) + 10
+    target = torch.tensor([[10.25, 9.5], [11.0, 12.0], [30.0, 10.0]])  # last: outside the window
+    soft = bilinear_target(positions, target)
+    assert torch.allclose(soft.sum(1), torch.ones(3))
+    mean = (soft[..., None] * positions.float()).sum(1)
+    assert torch.allclose(mean[:2], target[:2])
+    assert int((soft[0] > 0).sum()) == 4 and int((soft[1] > 0).sum()) == 1
+    assert soft[2].max() == 1.0 and positions[2, soft[2].argmax()].tolist() == [12, 10]
+    # The cross-entropy is lowest when the predicted window distribution IS the soft target.
+    sharp = torch.log(soft[:1].clamp(min=1e-9))
+    blunt = torch.log_softmax(torch.zeros(1, 25), dim=1)
+    expected = target[:1]
+    assert (fine_loss(expected, sharp, positions[:1], target[:1])["fine_ce"]
+            < fine_loss(expected, blunt, positions[:1], target[:1])["fine_ce"])
 
 
 def test_fine_refinement_twins_agree() -> None:

@@ -68,13 +68,27 @@ def fine_expectation(fine0: torch.Tensor, fine1: torch.Tensor, batch_index: torc
     return expected, log_prob, positions
 
 
+def bilinear_target(positions: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Soft target [M,W] over the window cells: the bilinear weights of the true position on its
+    (up to) four surrounding cells, normalised. Its mean position is the target itself, so a
+    window distribution that matches it gives an exact local soft-argmax. A target outside every
+    cell's reach falls back to the nearest cell."""
+    delta = (positions.float() - target[:, None, :]).abs()                     # [M,W,2]
+    weights = (1.0 - delta).clamp(min=0.0).prod(dim=-1)                        # [M,W]
+    total = weights.sum(dim=1, keepdim=True)
+    nearest = (delta ** 2).sum(-1).argmin(1)
+    fallback = F.one_hot(nearest, positions.shape[1]).to(weights.dtype)
+    return torch.where(total > 1e-6, weights / total.clamp(min=1e-6), fallback)
+
+
 def fine_loss(expected: torch.Tensor, log_prob: torch.Tensor, positions: torch.Tensor,
               target: torch.Tensor, classification_weight: float = 0.1) -> Dict[str, torch.Tensor]:
-    """L2 between expected and true fine position (fine cells), plus a cross-entropy on the
-    nearest window cell that sharpens the distribution."""
+    """L2 between expected and true fine position (fine cells), plus a cross-entropy against the
+    bilinear soft target (:func:`bilinear_target`) that sharpens the distribution around the true
+    position without quantising it to a cell."""
     l2 = ((expected - target) ** 2).sum(-1).mean()
-    nearest = ((positions.float() - target[:, None, :]) ** 2).sum(-1).argmin(1)
-    classification = F.nll_loss(log_prob, nearest)
+    soft_target = bilinear_target(positions, target)
+    classification = -(soft_target * log_prob).sum(-1).mean()
     return {"fine_l2": l2, "fine_ce": classification,
             "fine": l2 + classification_weight * classification}
 
