@@ -172,32 +172,38 @@ class EncoderLayer(nn.Module):
         self.norm1 = nn.LayerNorm(d_model, eps=ln_eps)
         self.norm2 = nn.LayerNorm(d_model, eps=ln_eps)
 
-    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        batch, length = int(x.shape[0]), int(x.shape[1])  # ints: no Shape ops in the ONNX graph
-        return x.reshape(batch, length, self.nhead, self.head_dim).permute(0, 2, 1, 3)
+    def head_mask(self, like: torch.Tensor) -> torch.Tensor:
+        """[C,C] block-diagonal 0/1 mask: channel pairs that belong to the same head."""
+        heads = torch.arange(self.nhead * self.head_dim, device=like.device) // self.head_dim
+        return (heads[:, None] == heads[None, :]).to(like.dtype)
 
     def linear_attention(self, x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-        """x [N,L,C] attends to source [N,S,C] -> [N,L,C]."""
-        batch, length, channels = int(x.shape[0]), int(x.shape[1]), int(x.shape[2])
+        """x [N,L,C] attends to source [N,S,C] -> [N,L,C].
+
+        Per head h: out_h = phi(q_h) KV_h / (phi(q_h) . mean_s phi(k_h)), KV_h = phi(k_h)^T v_h / S.
+        All heads are computed at once with [C,C] matrices masked to the head blocks, which is the
+        same arithmetic without any head reshapes/transposes in the exported graph.
+        """
         source_length = int(source.shape[1])
-        query = elu_feature_map(self._split_heads(self.q_proj(x)))        # [N,h,L,D]
-        key = elu_feature_map(self._split_heads(self.k_proj(source)))     # [N,h,S,D]
-        # Dividing v by S keeps KV an average (fp16 range); multiplied back below.
-        value = self._split_heads(self.v_proj(source)) / source_length    # [N,h,S,D]
-        key_value = torch.matmul(key.transpose(2, 3), value)               # [N,h,D,D]
-        # out = phi(q) KV * S / (phi(q) . sum_s phi(k) + eps), rewritten with the MEAN of phi(k):
-        # exactly equal, but the sum over S reaches ~1e5 on real images and overflows fp16.
-        key_mean = key.mean(dim=2, keepdim=True).transpose(2, 3)          # [N,h,D,1]
-        denominator = torch.matmul(query, key_mean) + 1e-6 / source_length  # [N,h,L,1]
-        message = torch.matmul(query, key_value) / denominator            # [N,h,L,D]
-        return message.permute(0, 2, 1, 3).reshape(batch, length, channels)
+        query = elu_feature_map(self.q_proj(x))                              # [N,L,C]
+        key = elu_feature_map(self.k_proj(source))                           # [N,S,C]
+        # Dividing v by S keeps KV an average (fp16 range).
+        value = self.v_proj(source) / source_length                          # [N,S,C]
+        mask = self.head_mask(x)
+        key_value = torch.matmul(key.transpose(1, 2), value) * mask          # [N,C,C]
+        # The MEAN of phi(k), not the sum: exactly equal after the 1/S above, but the sum over S
+        # reaches ~1e5 on real images and overflows fp16.
+        key_mean = key.mean(dim=1, keepdim=True).transpose(1, 2)            # [N,C,1]
+        denominator = torch.matmul(query, key_mean * mask) + 1e-6 / source_length  # [N,L,C]
+        return torch.matmul(query, key_value) / denominator                 # [N,L,C]
 
     @staticmethod
     def _layer_norm(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
         # Written out so that every opset exports elementary ops: ONNX LayerNormalization
         # (opset 17) is only parsed by TensorRT 8.6+, and JetPack 5 ships 8.5.
+        # Pow (not centred * centred): onnxruntime fuses exactly this pattern into one kernel.
         centred = x - x.mean(dim=-1, keepdim=True)
-        variance = (centred * centred).mean(dim=-1, keepdim=True)
+        variance = centred.pow(2).mean(dim=-1, keepdim=True)
         return centred / torch.sqrt(variance + norm.eps) * norm.weight + norm.bias
 
     def forward(self, x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
@@ -217,10 +223,13 @@ class LocalFeatureTransformer(nn.Module):
 
     def forward(self, feat0: torch.Tensor,
                 feat1: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        batch = int(feat0.shape[0])
         for layer, kind in zip(self.layers, self.layer_names):
             if kind == SELF:
-                feat0 = layer(feat0, feat0)
-                feat1 = layer(feat1, feat1)
+                # Both images in one batch: same numbers, half the graph nodes.
+                both = torch.cat([feat0, feat1], dim=0)
+                both = layer(both, both)
+                feat0, feat1 = both[:batch], both[batch:]
             elif kind == CROSS:
                 feat0 = layer(feat0, feat1)
                 feat1 = layer(feat1, feat0)
