@@ -99,6 +99,25 @@ def test_ransac_recovers_a_homography_despite_outliers():
     assert result.precision == pytest.approx(140 / 200, abs=0.02)
 
 
+def test_second_estimator_is_scored_beside_ransac():
+    """Dense noisy matches: both estimators are reported; MAGSAC++ re-weights every match, so its
+    corner error is no worse here than RANSAC's (which keeps one sample's inliers)."""
+    rng = np.random.default_rng(1)
+    H_gt = np.array([[0.95, 0.05, 20.0], [-0.03, 1.02, 5.0], [5e-5, -2e-5, 1.0]])
+    keypoints0 = rng.uniform([0, 0], [W, H], size=(600, 2))
+    keypoints1 = warp_points(H_gt, keypoints0) + rng.normal(0, 1.5, size=(600, 2))
+    keypoints1[:200] = rng.uniform([0, 0], [W, H], size=(200, 2))
+    result = metrics.evaluate_pair(keypoints0, keypoints1, H_gt, W, H,
+                                   estimators=("ransac", "magsac"))
+    assert set(result.other_corner_errors) == {"magsac"}
+    assert result.other_corner_errors["magsac"] <= result.corner_error + 0.1
+    assert result.other_corner_errors["magsac"] < 2.0
+    summary = metrics.summarize([result])
+    assert "magsac auc@5" in summary and summary["magsac failures"] == 0
+    with pytest.raises(ValueError, match="unknown estimator"):
+        metrics.estimate_homography(keypoints0, keypoints1, estimator="lmeds")
+
+
 # ------------------------------------------------------------------------------------ datasets
 
 def _write_hpatches_sequence(folder, image0, homographies, extension=".ppm"):
@@ -231,7 +250,7 @@ def test_runner_tabulates_methods_on_the_same_pairs(tmp_path):
     pairs = list(datasets.SyntheticPairs(_heldout_folder(tmp_path), pairs_per_image=2, seed=0))
     methods = [runner.Method("oracle", _Oracle(pairs).match, "truth"),
                runner.Method("nothing", _Nothing().match, "no matches")]
-    reports = runner.evaluate(methods, pairs, max_pairs=3)
+    reports = runner.evaluate(methods, pairs, max_pairs=3, estimators=("ransac", "magsac"))
     oracle, nothing = reports
     assert oracle.summary["pairs"] == 3 and len(oracle.pairs) == 3
     assert oracle.summary["auc@3"] == pytest.approx(100.0, abs=1e-3)
@@ -240,7 +259,8 @@ def test_runner_tabulates_methods_on_the_same_pairs(tmp_path):
     assert nothing.summary["precision@3px"] == 0.0
     table = runner.markdown_table(reports).splitlines()
     assert table[0].startswith("| method | AUC@3px") and len(table) == 4
-    assert table[2].startswith("| oracle | 100.0 | 100.0 | 100.0 |")
+    assert "MAGSAC++ AUC@5" in table[0]
+    assert table[2].startswith("| oracle | 100.0 | 100.0 | 100.0 | 100.0 | 100.0 | 100.0 |")
     assert "| 3/3 |" in table[3]
     runner.write_json(tmp_path / "out.json", {"synthetic": reports}, {"threads": 2})
     data = json.loads((tmp_path / "out.json").read_text())

@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import cv2
 
-from loftr_ros.evaluation import datasets, runner
+from loftr_ros.evaluation import datasets, metrics, runner
 
 DEFAULT_SYNTHETIC = Path("data/heldout")
 
@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="stop each data set after this many pairs")
     parser.add_argument("--hpatches-short-side", type=int, default=datasets.HPATCHES_SHORT_SIDE,
                         help="resize HPatches images to this shorter side, 0 = original (480)")
+    parser.add_argument("--estimators", default="ransac,magsac",
+                        help="homography estimators to score matches with, the first primary: "
+                             "ransac (OpenCV RANSAC), magsac (OpenCV MAGSAC++); 3 px threshold "
+                             "(default ransac,magsac)")
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write results as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     return parser
@@ -98,6 +102,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (datasets.DatasetError, ValueError) as error:
         print(f"loftr-eval: {error}", file=sys.stderr)
         return 2
+    estimators = [name.strip() for name in args.estimators.split(",") if name.strip()]
+    unknown = [name for name in estimators if name not in metrics.ESTIMATORS]
+    if unknown or not estimators:
+        print(f"loftr-eval: unknown or no estimator(s) {unknown}; known: "
+              f"{', '.join(metrics.ESTIMATORS)}", file=sys.stderr)
+        return 2
     methods = _methods(args)
     if not methods:
         print("loftr-eval: no method could be built", file=sys.stderr)
@@ -112,7 +122,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                          file=sys.stderr)
         start = time.perf_counter()
         try:
-            reports = runner.evaluate(methods, pairs, args.max_pairs, progress)
+            reports = runner.evaluate(methods, pairs, args.max_pairs, progress,
+                                      estimators=estimators)
         except datasets.DatasetError as error:
             print(f"loftr-eval: {error}", file=sys.stderr)
             return 2
@@ -127,6 +138,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         settings = {
             "methods": {m.name: m.description for m in methods}, "threads": args.threads,
             "seed": args.seed, "pairs_per_image": args.pairs_per_image,
+            "estimators": estimators,
             "max_pairs": args.max_pairs, "hpatches": str(args.hpatches or ""),
             "synthetic": str(args.synthetic or ""),
             "hpatches_short_side": args.hpatches_short_side, "opencv": cv2.__version__,

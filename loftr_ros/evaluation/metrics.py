@@ -3,7 +3,11 @@
 For each image pair with a ground-truth homography ``H_gt`` (image 0 -> image 1 pixels):
 
 - a homography is estimated from the matches with OpenCV RANSAC (:func:`estimate_homography`,
-  reprojection threshold :data:`RANSAC_THRESHOLD_PX` = 3 px, the precision threshold too);
+  reprojection threshold :data:`RANSAC_THRESHOLD_PX` = 3 px, the precision threshold too), and
+  optionally also with OpenCV's MAGSAC++ (``estimator="magsac"``, same threshold): plain RANSAC
+  keeps the inliers of its best minimal sample, so with many slightly noisy matches (dense
+  matchers) its estimate is worse than one that re-weights all matches; reporting both shows how
+  much of a method's score is the estimator's;
 - the **corner error** is the mean distance, in image-1 pixels, between the four corners of
   image 0 mapped by the estimate and by ``H_gt`` (:func:`corner_error`); fewer than 4 matches or a
   failed estimate count as an infinite error;
@@ -15,7 +19,7 @@ For each image pair with a ground-truth homography ``H_gt`` (image 0 -> image 1 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence
 
 import cv2
@@ -28,6 +32,10 @@ PRECISION_THRESHOLD_PX = 3.0
 RANSAC_THRESHOLD_PX = 3.0
 RANSAC_CONFIDENCE = 0.999
 RANSAC_MAX_ITERS = 10000
+#: Robust estimators by name (OpenCV method flags); the first is the primary one.
+ESTIMATORS: Dict[str, int] = {"ransac": cv2.RANSAC, "magsac": cv2.USAC_MAGSAC}
+ESTIMATOR_LABELS = {"ransac": "RANSAC", "magsac": "MAGSAC++"}
+DEFAULT_ESTIMATOR = "ransac"
 
 
 def image_corners(width: int, height: int) -> np.ndarray:
@@ -51,18 +59,23 @@ def corner_error(H_est: Optional[np.ndarray], H_gt: np.ndarray, width: int, heig
 
 
 def estimate_homography(keypoints0: np.ndarray, keypoints1: np.ndarray,
-                        threshold_px: float = RANSAC_THRESHOLD_PX) -> Optional[np.ndarray]:
-    """RANSAC homography from matched points ``[N,2]`` (image 0 -> image 1), or None.
+                        threshold_px: float = RANSAC_THRESHOLD_PX,
+                        estimator: str = DEFAULT_ESTIMATOR) -> Optional[np.ndarray]:
+    """Robust homography from matched points ``[N,2]`` (image 0 -> image 1), or None.
+
+    ``estimator`` is a key of :data:`ESTIMATORS` (``ransac`` or ``magsac``).
 
     None when there are fewer than 4 matches or OpenCV finds no model. OpenCV's RNG is re-seeded on
     every call, so the result depends only on the matches.
     """
     keypoints0 = np.asarray(keypoints0, dtype=np.float64).reshape(-1, 2)
     keypoints1 = np.asarray(keypoints1, dtype=np.float64).reshape(-1, 2)
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {estimator!r}; choose from {sorted(ESTIMATORS)}")
     if len(keypoints0) < 4:
         return None
     cv2.setRNGSeed(0)
-    H, _ = cv2.findHomography(keypoints0, keypoints1, cv2.RANSAC, threshold_px,
+    H, _ = cv2.findHomography(keypoints0, keypoints1, ESTIMATORS[estimator], threshold_px,
                               maxIters=RANSAC_MAX_ITERS, confidence=RANSAC_CONFIDENCE)
     if H is None or H.shape != (3, 3) or not np.all(np.isfinite(H)):
         return None
@@ -117,24 +130,38 @@ class PairResult:
     num_matches: int
     precision: float
     latency_ms: float
+    #: corner errors under further estimators, by name (the primary one is ``corner_error``)
+    other_corner_errors: Dict[str, float] = field(default_factory=dict)
 
 
 def evaluate_pair(keypoints0: np.ndarray, keypoints1: np.ndarray, H_gt: np.ndarray,
-                  width: int, height: int, latency_ms: float = float("nan")) -> PairResult:
-    """Corner error (RANSAC estimate), match count and precision@3px of one pair's matches."""
-    H_est = estimate_homography(keypoints0, keypoints1)
-    return PairResult(corner_error=corner_error(H_est, H_gt, width, height),
+                  width: int, height: int, latency_ms: float = float("nan"),
+                  estimators: Sequence[str] = (DEFAULT_ESTIMATOR,)) -> PairResult:
+    """Corner error (under each estimator, the first one primary), match count and
+    precision@3px of one pair's matches."""
+    if not estimators:
+        raise ValueError("at least one estimator is needed")
+    errors = {name: corner_error(estimate_homography(keypoints0, keypoints1, estimator=name),
+                                 H_gt, width, height) for name in estimators}
+    primary = errors.pop(estimators[0])
+    return PairResult(corner_error=primary,
                       num_matches=int(len(np.asarray(keypoints0).reshape(-1, 2))),
-                      precision=precision(keypoints0, keypoints1, H_gt), latency_ms=latency_ms)
+                      precision=precision(keypoints0, keypoints1, H_gt), latency_ms=latency_ms,
+                      other_corner_errors=errors)
 
 
 def summarize(results: Sequence[PairResult],
               thresholds: Sequence[float] = AUC_THRESHOLDS_PX) -> Dict[str, float]:
     """Aggregate over pairs: ``auc@3`` ... (percent), ``mean_matches``, ``precision@3px`` (mean
     over pairs, percent), ``median_latency_ms``, ``failures`` (pairs with infinite error),
-    ``pairs``."""
+    ``pairs``; for every further estimator E also ``E auc@3`` ... and ``E failures``."""
     errors = [r.corner_error for r in results]
     summary = {f"auc@{t:g}": v for t, v in auc(errors, thresholds).items()}
+    others = sorted({name for r in results for name in r.other_corner_errors})
+    for name in others:
+        other = [r.other_corner_errors.get(name, float("inf")) for r in results]
+        summary.update({f"{name} auc@{t:g}": v for t, v in auc(other, thresholds).items()})
+        summary[f"{name} failures"] = int(sum(not np.isfinite(e) for e in other))
     latencies = [r.latency_ms for r in results if np.isfinite(r.latency_ms)]
     summary.update({
         "mean_matches": float(np.mean([r.num_matches for r in results])) if results else 0.0,

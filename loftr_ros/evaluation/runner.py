@@ -118,8 +118,12 @@ def build_method(name: str, backend: str = "onnxruntime", weights: Optional[str]
 
 def evaluate(methods: Sequence[Method], pairs: Iterable[HomographyPair],
              max_pairs: Optional[int] = None, progress: Optional[Callable] = None,
-             warmup: bool = True) -> List[MethodReport]:
+             warmup: bool = True,
+             estimators: Sequence[str] = (metrics.DEFAULT_ESTIMATOR,)) -> List[MethodReport]:
     """Run every method on every pair (each pair is generated once); returns one report each.
+
+    ``estimators``: homography estimators to score each method's matches with (the first is the
+    primary one; see :func:`loftr_ros.evaluation.metrics.evaluate_pair`).
 
     ``progress`` wraps the pair iterator (e.g. ``functools.partial(tqdm, total=n)``).
     """
@@ -139,7 +143,7 @@ def evaluate(methods: Sequence[Method], pairs: Iterable[HomographyPair],
             matches = method.match(pair.image0, pair.image1)
             latency_ms = 1e3 * (time.perf_counter() - start)
             result = metrics.evaluate_pair(matches.keypoints0, matches.keypoints1, pair.H_0to1,
-                                           width, height, latency_ms)
+                                           width, height, latency_ms, estimators)
             method_results.append(result)
             report.pairs.append({"pair": pair.name, **asdict(result)})
     for report, method_results in zip(reports, results):
@@ -148,16 +152,30 @@ def evaluate(methods: Sequence[Method], pairs: Iterable[HomographyPair],
 
 
 def markdown_table(reports: Sequence[MethodReport]) -> str:
-    """The results as a markdown table (AUC and precision in percent)."""
-    header = ("| method | AUC@3px | AUC@5px | AUC@10px | matches | precision@3px | failures | "
-              "median ms |")
-    lines = [header, "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    """The results as a markdown table (AUC and precision in percent).
+
+    The AUC columns are the primary estimator's (RANSAC unless chosen otherwise); further
+    estimators in the summaries get their own AUC columns, labelled with their name.
+    """
+    others = [name for name in metrics.ESTIMATORS
+              if reports and f"{name} auc@5" in reports[0].summary]
+    header = "| method | AUC@3px | AUC@5px | AUC@10px |"
+    align = "|---|---:|---:|---:|"
+    for name in others:
+        label = metrics.ESTIMATOR_LABELS.get(name, name)
+        header += f" {label} AUC@3 | {label} AUC@5 | {label} AUC@10 |"
+        align += "---:|---:|---:|"
+    lines = [header + " matches | precision@3px | failures | median ms |",
+             align + "---:|---:|---:|---:|"]
     for report in reports:
         s = report.summary
+        row = f"| {report.name} | {s['auc@3']:.1f} | {s['auc@5']:.1f} | {s['auc@10']:.1f} |"
+        for name in others:
+            row += (f" {s[f'{name} auc@3']:.1f} | {s[f'{name} auc@5']:.1f} | "
+                    f"{s[f'{name} auc@10']:.1f} |")
         lines.append(
-            f"| {report.name} | {s['auc@3']:.1f} | {s['auc@5']:.1f} | {s['auc@10']:.1f} | "
-            f"{s['mean_matches']:.0f} | {s['precision@3px']:.1f} | {s['failures']}/{s['pairs']} | "
-            f"{s['median_latency_ms']:.1f} |")
+            row + f" {s['mean_matches']:.0f} | {s['precision@3px']:.1f} | "
+            f"{s['failures']}/{s['pairs']} | {s['median_latency_ms']:.1f} |")
     return "\n".join(lines)
 
 
