@@ -11,6 +11,10 @@ Weights: the seed's real checkpoint for ``seed``, the bundled default weights wh
 random initialisation otherwise — inference time does not depend on the weight values (matching
 time grows a little with the number of matches, which untrained weights do not produce). ONNX
 files are exported into a temporary folder with :func:`loftr_ros.export.export_onnx`.
+
+Last, a head to head of the shipped default ONNX against the seed's own ONNX in alternating
+blocks (``--rounds``): the fair answer to "is it as fast as the seed" on a machine whose speed
+drifts.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -156,6 +160,51 @@ def bench_seed_onnx(pair, threads: int, repeats: int, warmup: int, max_seconds: 
     return _row("seed (its own ONNX)", "onnxruntime", "LoFTR_teacher.onnx", times, results)
 
 
+def head_to_head(pair, threads: int, rounds: int, repeats: int, warmup: int
+                 ) -> Optional[List[Tuple[str, List[float], List[float]]]]:
+    """The shipped default ONNX vs the seed's own ONNX, in alternating blocks.
+
+    This machine's speed drifts by tens of percent within a minute (shared host), so two rows
+    timed one after the other can disagree by more than the models differ. Here each round times
+    ``repeats`` calls of one model, then of the other (one onnxruntime session alive at a time,
+    so no idle spinning threads compete), ``rounds`` times. Returns, per model, the inference
+    times of all its blocks and each block's median; None when the seed ONNX is not found.
+    """
+    from loftr_ros.matcher import Matcher
+    from loftr_ros.runtime import default_weights
+
+    seed_path = _shared_seed_file("LoFTR_teacher.onnx")
+    if seed_path is None:
+        return None
+    contenders = [("default model (bundled ONNX)", default_weights("onnx"), None),
+                  ("seed (its own ONNX)", seed_path, "seed")]
+    times: Dict[str, List[float]] = {name: [] for name, _, _ in contenders}
+    block_medians: Dict[str, List[float]] = {name: [] for name, _, _ in contenders}
+    for _ in range(rounds):
+        for name, path, preset in contenders:
+            matcher = Matcher.create(backend="onnxruntime", weights=path, preset=preset,
+                                     threads=threads)
+            _, results = time_calls(lambda: matcher.match(*pair), repeats, warmup, 1e9)
+            block = [r.timings["inference"] for r in results]  # type: ignore[attr-defined]
+            times[name] += block
+            block_medians[name].append(float(np.median(block)))
+            matcher.close()
+    return [(name, times[name], block_medians[name]) for name, _, _ in contenders]
+
+
+def head_to_head_markdown(results: Sequence[Tuple[str, List[float], List[float]]]) -> str:
+    lines = ["| model | inference median ms | p10 ms | p90 ms | block medians ms |",
+             "|---|---:|---:|---:|---|"]
+    for name, times, medians in results:
+        lines.append(f"| {name} | {np.median(times):.1f} | {np.percentile(times, 10):.1f} | "
+                     f"{np.percentile(times, 90):.1f} | "
+                     f"{' '.join(f'{m:.0f}' for m in medians)} |")
+    ratios = np.array(results[0][2]) / np.array(results[1][2])
+    lines.append(f"\nPer-round ratio default/seed: median {np.median(ratios):.2f} "
+                 f"(min {ratios.min():.2f}, max {ratios.max():.2f}) over {len(ratios)} rounds.")
+    return "\n".join(lines)
+
+
 def bench_baselines(pair, repeats: int, warmup: int, max_seconds: float) -> List[Row]:
     """OpenCV SIFT and ORB as in ``loftr-eval``."""
     from loftr_ros.evaluation import baselines
@@ -202,6 +251,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs per row (2)")
     parser.add_argument("--max-seconds", type=float, default=30.0,
                         help="stop a row's timed runs after this long, at least 3 runs (30)")
+    parser.add_argument("--rounds", type=int, default=6,
+                        help="alternating rounds of the default-vs-seed head to head (6; 0 = "
+                             "skip it)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = parser.parse_args(argv)
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
@@ -227,6 +279,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         log("seed ONNX not found (set LOFTR_SHARED_DIR): row skipped")
     log("OpenCV baselines")
     rows += bench_baselines(pair, args.repeats, args.warmup, args.max_seconds)
+    duel = None
+    if args.rounds > 0:
+        log(f"default model vs seed ONNX, {args.rounds} alternating rounds")
+        duel = head_to_head(pair, args.threads, args.rounds, args.repeats, args.warmup)
     load_after = os.getloadavg()
 
     cpu = cpu_name()
@@ -237,11 +293,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           "depend on the weight values (the matching step does, a little: it grows with the "
           "number of matches).\n")
     print(markdown(rows))
+    if duel is not None:
+        print(f"\nHead to head, inference only, {args.rounds} alternating rounds of "
+              f"{args.repeats} calls each (see head_to_head):\n")
+        print(head_to_head_markdown(duel))
     if args.json:
         args.json.write_text(json.dumps({
             "threads": args.threads, "size": [WIDTH, HEIGHT], "cpu_count": os.cpu_count(),
             "load_average": [load_before[0], load_after[0]],
-            "rows": [asdict(r) for r in rows]}, indent=1) + "\n")
+            "rows": [asdict(r) for r in rows],
+            "head_to_head": [{"model": name, "inference_ms": times, "block_medians_ms": medians}
+                             for name, times, medians in (duel or [])]}, indent=1) + "\n")
     return 0
 
 
