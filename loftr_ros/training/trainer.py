@@ -356,7 +356,7 @@ class Trainer:
                     torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.config.grad_clip)
                     self.optimizer.step()
                     self.step += 1
-                    values = {key: round(float(value), 5) for key, value in losses.items()}
+                    values = {key: round(float(value.detach()), 5) for key, value in losses.items()}
                     bar.set_postfix(loss=values["total"], coarse=values["coarse"],
                                     fine=values.get("fine_l2", 0.0))
                     bar.update(1)
