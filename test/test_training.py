@@ -93,8 +93,13 @@ def test_fine_soft_target_is_bilinear_and_centred_on_the_truth() -> None:
     sharp = torch.log(soft[:1].clamp(min=1e-9))
     blunt = torch.log_softmax(torch.zeros(1, 25), dim=1)
     expected = target[:1]
-    assert (fine_loss(expected, sharp, positions[:1], target[:1])["fine_ce"]
-            < fine_loss(expected, blunt, positions[:1], target[:1])["fine_ce"])
+    def soft_ce(log_prob):
+        return fine_loss(expected, log_prob, positions[:1], target[:1],
+                         ce_target="bilinear")["fine_ce"]
+
+    assert soft_ce(sharp) < soft_ce(blunt)
+    with pytest.raises(ValueError, match="ce_target"):
+        fine_loss(expected, sharp, positions[:1], target[:1], ce_target="nearest-ish")
 
 
 def test_fine_refinement_twins_agree() -> None:

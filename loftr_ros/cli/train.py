@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fine-weight", type=float, default=1.0)
     parser.add_argument("--fine-ce-weight", type=float, default=1.0,
                         help="weight of the fine window classification term (sharpens)")
+    parser.add_argument("--fine-ce-target", choices=("nearest", "bilinear"), default="nearest",
+                        help="fine cross-entropy target: the nearest window cell (default, as the "
+                             "shipped model) or the bilinear soft target of the true position")
     parser.add_argument("--teacher", help="teacher checkpoint for distillation (any format)")
     parser.add_argument("--teacher-preset", help="preset of a teacher without embedded config")
     parser.add_argument("--distill-weight", type=float, default=0.5)
@@ -59,7 +62,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         data_dirs=args.data, out_dir=args.out, preset=args.preset, width=args.width,
         height=args.height, batch_size=args.batch_size, epochs=args.epochs,
         pairs_per_epoch=args.pairs_per_epoch, lr=args.lr, warmup_steps=args.warmup_steps,
-        fine_weight=args.fine_weight, fine_ce_weight=args.fine_ce_weight, teacher=args.teacher,
+        fine_weight=args.fine_weight, fine_ce_weight=args.fine_ce_weight,
+        fine_ce_target=args.fine_ce_target, teacher=args.teacher,
         teacher_preset=args.teacher_preset,
         distill_weight=args.distill_weight, seed=args.seed, device=args.device,
         workers=args.workers, val_pairs=args.val_pairs, init_weights=args.init_weights)

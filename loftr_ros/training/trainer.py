@@ -55,6 +55,7 @@ class TrainConfig:
     fine_weight: float = 1.0
     fine_samples: int = 128
     fine_ce_weight: float = 1.0
+    fine_ce_target: str = "nearest"
     teacher: Optional[str] = None
     teacher_preset: Optional[str] = None
     distill_weight: float = 0.5
@@ -287,7 +288,8 @@ class Trainer:
             fine.window_radius, fine.temperature)
         target = target_xy[b, i] / fine.stride
         return fine_loss(expected, log_prob, positions, target,
-                         classification_weight=self.config.fine_ce_weight)
+                         classification_weight=self.config.fine_ce_weight,
+                         ce_target=self.config.fine_ce_target)
 
     # -------------------------------------------------------------------------- validation
     @torch.no_grad()
