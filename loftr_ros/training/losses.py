@@ -68,6 +68,11 @@ def fine_expectation(fine0: torch.Tensor, fine1: torch.Tensor, batch_index: torc
     return expected, log_prob, positions
 
 
+def nearest_window_cell(positions: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Index [M] of the window cell (positions [M,W,2]) nearest to each target [M,2]."""
+    return ((positions.float() - target[:, None, :]) ** 2).sum(-1).argmin(1)
+
+
 def bilinear_target(positions: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Soft target [M,W] over the window cells: the bilinear weights of the true position on its
     (up to) four surrounding cells, normalised. Its mean position is the target itself, so a
@@ -76,8 +81,8 @@ def bilinear_target(positions: torch.Tensor, target: torch.Tensor) -> torch.Tens
     delta = (positions.float() - target[:, None, :]).abs()                     # [M,W,2]
     weights = (1.0 - delta).clamp(min=0.0).prod(dim=-1)                        # [M,W]
     total = weights.sum(dim=1, keepdim=True)
-    nearest = (delta ** 2).sum(-1).argmin(1)
-    fallback = F.one_hot(nearest, positions.shape[1]).to(weights.dtype)
+    fallback = F.one_hot(nearest_window_cell(positions, target),
+                         positions.shape[1]).to(weights.dtype)
     return torch.where(total > 1e-6, weights / total.clamp(min=1e-6), fallback)
 
 
@@ -98,8 +103,7 @@ def fine_loss(expected: torch.Tensor, log_prob: torch.Tensor, positions: torch.T
     if ce_target == "bilinear":
         classification = -(bilinear_target(positions, target) * log_prob).sum(-1).mean()
     else:
-        nearest = ((positions.float() - target[:, None, :]) ** 2).sum(-1).argmin(1)
-        classification = F.nll_loss(log_prob, nearest)
+        classification = F.nll_loss(log_prob, nearest_window_cell(positions, target))
     return {"fine_l2": l2, "fine_ce": classification,
             "fine": l2 + classification_weight * classification}
 
