@@ -34,7 +34,8 @@ class Matches:
         scores: float32 [N] dual-softmax confidence in [0, 1].
         input_size: model input (width, height) both images were resized to.
         image0_size, image1_size: original (width, height).
-        refinement: sub-cell refinement applied (``none``, ``expectation``, ``fine``).
+        refinement: sub-cell refinement applied (``none``, ``expectation``, ``fine``,
+            ``fine+photometric``, ``expectation+photometric``).
         timings: milliseconds per stage (``preprocess``, ``inference``, ``matching``, ``total``).
     """
 
@@ -153,7 +154,8 @@ class Matcher:
         cells = match_confidence(outputs[CONF_MATRIX], self.config, options,
                                  fine_feat0=outputs.get(FINE_FEAT0),
                                  fine_feat1=outputs.get(FINE_FEAT1),
-                                 input_size=self.runtime.input_size)
+                                 input_size=self.runtime.input_size,
+                                 images=(input0[0, 0], input1[0, 0]))
         keep = transform0.inside_content(cells.keypoints0) & transform1.inside_content(
             cells.keypoints1)
         keypoints0 = transform0.to_original(cells.keypoints0[keep])

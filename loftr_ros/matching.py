@@ -7,6 +7,8 @@ Steps: threshold, border margin, mutual nearest neighbour, optional top-k, cell 
 - ``fine``: the learned fine stage: correlate the image-0 fine feature with a window of image-1 fine
   features around the coarse match, softmax, and take the local soft-argmax around the peak (the
   window softmax is the twin of ``loftr_ros.training.losses.fine_expectation``).
+- ``photometric``: ``fine`` (``expectation`` for models without a fine stage), then sub-pixel
+  alignment of image patches around each match (:mod:`loftr_ros.photometric`), on the model inputs.
 
 All coordinates here are in MODEL-INPUT pixels; ``preprocess`` maps them back to the original frame.
 """
@@ -18,8 +20,9 @@ from typing import Optional, Tuple
 import numpy as np
 
 from loftr_ros.model.presets import ModelConfig
+from loftr_ros.photometric import refine_photometric
 
-REFINEMENTS = ("auto", "none", "expectation", "fine")
+REFINEMENTS = ("auto", "none", "expectation", "fine", "photometric")
 
 
 @dataclass
@@ -30,8 +33,10 @@ class MatchingOptions:
         threshold: minimum confidence (exclusive), in [0, 1].
         border_margin: coarse cells ignored along each image border.
         max_matches: keep the most confident ones; 0 = all.
-        refinement: one of ``REFINEMENTS``; ``auto`` = ``fine`` when fine features exist, else
-            ``expectation``.
+        refinement: one of ``REFINEMENTS``; ``auto`` = ``photometric`` (the most accurate
+            measured, see the README's model card) when the images are at hand, as they always
+            are through :class:`loftr_ros.matcher.Matcher`; else the model's own step (``fine``,
+            or ``expectation`` without a fine stage).
     """
 
     threshold: float = 0.2
@@ -57,7 +62,7 @@ class CellMatches:
     keypoints0: np.ndarray  # float32 [N,2] (x, y)
     keypoints1: np.ndarray  # float32 [N,2]
     scores: np.ndarray      # float32 [N]
-    refinement: str
+    refinement: str         # what was applied, e.g. "fine" or "fine+photometric"
 
 
 def border_mask(grid_width: int, grid_height: int, margin: int) -> np.ndarray:
@@ -179,10 +184,12 @@ def refine_with_fine_features(fine0: np.ndarray, fine1: np.ndarray, indices0: np
 def match_confidence(conf: np.ndarray, config: ModelConfig, options: MatchingOptions,
                      fine_feat0: Optional[np.ndarray] = None,
                      fine_feat1: Optional[np.ndarray] = None,
-                     input_size: Optional[tuple] = None) -> CellMatches:
+                     input_size: Optional[tuple] = None,
+                     images: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> CellMatches:
     """Full post-processing of one confidence matrix ``conf`` [L,S] (model-input pixels).
 
-    ``input_size`` (width, height) defaults to the config's; it fixes the grid shape.
+    ``input_size`` (width, height) defaults to the config's; it fixes the grid shape. ``images``
+    are the two model inputs as [H,W] arrays, needed by the ``photometric`` refinement.
     """
     width, height = input_size or config.input_size
     stride = config.coarse_stride
@@ -200,6 +207,11 @@ def match_confidence(conf: np.ndarray, config: ModelConfig, options: MatchingOpt
     keypoints0 = cell_to_pixel(indices0, grid_w, stride)
     refinement = options.refinement
     if refinement == "auto":
+        refinement = "photometric" if images is not None else "model"
+    photometric = refinement == "photometric"
+    if photometric and images is None:
+        raise ValueError("refinement 'photometric' needs the two model input images")
+    if refinement in ("photometric", "model"):
         has_fine = config.fine is not None and fine_feat0 is not None
         refinement = "fine" if has_fine else "expectation"
     if refinement == "fine":
@@ -215,5 +227,9 @@ def match_confidence(conf: np.ndarray, config: ModelConfig, options: MatchingOpt
         keypoints1 = refine_by_expectation(conf, indices0, indices1, grid_w, grid_h, stride)
     else:
         keypoints1 = cell_to_pixel(indices1, grid_w, stride)
+    if photometric:
+        keypoints1, _ = refine_photometric(images[0], images[1], keypoints0,
+                                           keypoints1.reshape(-1, 2))
+        refinement += "+photometric"
     return CellMatches(indices0=indices0, indices1=indices1, keypoints0=keypoints0,
                        keypoints1=keypoints1.reshape(-1, 2), scores=scores, refinement=refinement)

@@ -143,7 +143,7 @@ class ParameterSpec:
 
 
 BACKEND_CHOICES = ("auto", "tensorrt", "onnxruntime", "torch")
-REFINEMENT_CHOICES = ("auto", "none", "expectation", "fine")
+REFINEMENT_CHOICES = ("auto", "none", "expectation", "fine", "photometric")
 
 PARAMETERS: Tuple[ParameterSpec, ...] = (
     ParameterSpec("backend", STRING, "auto",
@@ -186,8 +186,9 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
                   "ignore matches within this many coarse cells of the image border",
                   range=(0, 16, 1), read_only=False, dynamic=True),
     ParameterSpec("refinement", STRING, "auto",
-                  "sub-cell refinement: auto (fine if the model has a fine stage, else "
-                  "expectation), none, expectation, fine",
+                  "sub-cell refinement: auto (= photometric), none, expectation (confidence "
+                  "neighbours), fine (learned fine stage), photometric (fine or expectation, then "
+                  "patch alignment to sub-pixel)",
                   choices=REFINEMENT_CHOICES),
     ParameterSpec("image_qos", STRING, QOS_SENSOR_DATA,
                   "QoS of the image subscription: sensor_data (best effort, depth 1), reliable "

@@ -135,7 +135,7 @@ def test_bundled_default_model_is_precise_under_camera_motion() -> None:
         errors = transfer_error(relative_homography(homographies[0], homographies[index]),
                                 result.keypoints0, result.keypoints1)
         print(f"frame {index}: {len(result)} matches, median error {np.median(errors):.2f} px")
-        assert result.refinement == "fine" and len(result) > 300
+        assert result.refinement == "fine+photometric" and len(result) > 300
         assert np.median(errors) < 2.0
         assert np.mean(errors < 4.0) >= 0.85
 

@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import cv2
 
 from loftr_ros.evaluation import datasets, metrics, runner
+from loftr_ros.matching import REFINEMENTS
 
 DEFAULT_SYNTHETIC = Path("data/heldout")
 
@@ -46,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", default=None,
                         help="weights of the 'model' method (default: the bundled default model)")
     parser.add_argument("--preset", default=None, help="preset of the 'model' method, if needed")
+    parser.add_argument("--refinement", default="auto", choices=REFINEMENTS,
+                        help="sub-cell refinement of the 'model' method (auto)")
     parser.add_argument("--threads", type=int, default=2,
                         help="CPU threads for onnxruntime/torch and OpenCV, for a fair race (2)")
     parser.add_argument("--max-pairs", type=int, default=None,
@@ -85,7 +88,7 @@ def _methods(args: argparse.Namespace) -> List[runner.Method]:
     for name in names:
         try:
             methods.append(runner.build_method(name, args.backend, args.weights, args.preset,
-                                               args.threads))
+                                               args.threads, args.refinement))
         except runner.MethodUnavailable as error:
             print(f"loftr-eval: skipping method '{name}': {error}", file=sys.stderr)
     if "torch" in sys.modules and args.threads:

@@ -8,6 +8,8 @@ from typing import List, Optional
 
 import cv2
 
+from loftr_ros.matching import REFINEMENTS
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loftr-match", description=__doc__)
@@ -22,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threshold", type=float, help="confidence threshold")
     parser.add_argument("--max-matches", type=int, default=0)
     parser.add_argument("--refinement", default="auto",
-                        choices=["auto", "none", "expectation", "fine"])
+                        choices=list(REFINEMENTS))
     parser.add_argument("--threads", type=int, help="CPU threads")
     parser.add_argument("--repeat", type=int, default=1, help="run N times, report the median")
     return parser

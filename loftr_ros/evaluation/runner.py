@@ -7,16 +7,19 @@ A *method* is anything with ``match(image0, image1)`` returning an object with `
 
 ======================  ===========================================================================
 ``model``               a LoFTR Matcher with the given backend/weights (weights None = the bundled
-                        default model)
+                        default model) and refinement (default ``auto``)
 ``seed``                the Coarse LoFTR TRT seed's own ONNX file under onnxruntime
 ``seed-torch``          the seed's ``LoFTR_teacher.pt`` under torch, ``seed`` preset
 ``sift``, ``orb``       the OpenCV baselines
 ======================  ===========================================================================
 
-The seed files are looked up in ``$LOFTR_SHARED_DIR/seed_weights`` (default: the ``shared``
-folder beside the repository). Latency is the wall time of one ``match`` call (pre-processing,
-inference, matching; for baselines detection, description and matching) after one warm-up call;
-the table shows its median.
+The seed methods refine by ``SEED_REFINEMENT`` (the seed project itself leaves matches on its
+16-pixel grid; ``expectation`` is the cheap sub-cell step every model gets here), not by the
+photometric step of ``auto``. The seed files are looked up in
+``$LOFTR_SHARED_DIR/seed_weights`` (default: the ``shared`` folder beside the repository).
+Latency is the wall time of one ``match`` call (pre-processing, inference, matching; for
+baselines detection, description and matching) after one warm-up call; the table shows its
+median.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ METHOD_NAMES = ("model", "seed", "seed-torch", "sift", "orb")
 DEFAULT_METHODS = ("model", "seed", "sift", "orb")
 SEED_ONNX = "LoFTR_teacher.onnx"
 SEED_TORCH = "LoFTR_teacher.pt"
+SEED_REFINEMENT = "expectation"
 _REPO = Path(__file__).resolve().parents[2]
 
 
@@ -89,11 +93,12 @@ def _create_matcher(threads: Optional[int], **kwargs: Any):
 
 
 def build_method(name: str, backend: str = "onnxruntime", weights: Optional[str] = None,
-                 preset: Optional[str] = None, threads: Optional[int] = 2) -> Method:
+                 preset: Optional[str] = None, threads: Optional[int] = 2,
+                 refinement: str = "auto") -> Method:
     """Make the method called ``name`` (one of :data:`METHOD_NAMES`).
 
-    ``backend``/``weights``/``preset`` configure ``model`` only; ``threads`` is the CPU thread
-    count given to the learned matchers (onnxruntime intra-op / torch threads). Raises
+    ``backend``/``weights``/``preset``/``refinement`` configure ``model`` only; ``threads`` is the
+    CPU thread count given to the learned matchers (onnxruntime intra-op / torch threads). Raises
     MethodUnavailable with the reason when the method cannot run here.
     """
     if name in baselines.BASELINES:
@@ -101,18 +106,21 @@ def build_method(name: str, backend: str = "onnxruntime", weights: Optional[str]
         return Method(name, baseline.match, f"OpenCV {name.upper()}, ratio {baselines.RATIO}, "
                                             "mutual NN")
     if name == "model":
-        matcher = _create_matcher(threads, backend=backend, weights=weights, preset=preset)
+        matcher = _create_matcher(threads, backend=backend, weights=weights, preset=preset,
+                                  refinement=refinement)
         label = weights or "bundled default"
-        return Method(name, matcher.match, f"{backend}, {label}")
+        return Method(name, matcher.match, f"{backend}, {label}, refinement {refinement}")
     if name == "seed":
         path = seed_weights_file(SEED_ONNX)
         matcher = _create_matcher(threads, backend="onnxruntime", weights=str(path),
-                                  preset="seed")
-        return Method(name, matcher.match, f"onnxruntime, {path.name} (the seed's own ONNX)")
+                                  preset="seed", refinement=SEED_REFINEMENT)
+        return Method(name, matcher.match, f"onnxruntime, {path.name} (the seed's own ONNX), "
+                                           f"refinement {SEED_REFINEMENT}")
     if name == "seed-torch":
         path = seed_weights_file(SEED_TORCH)
-        matcher = _create_matcher(threads, backend="torch", weights=str(path), preset="seed")
-        return Method(name, matcher.match, f"torch, {path.name}")
+        matcher = _create_matcher(threads, backend="torch", weights=str(path), preset="seed",
+                                  refinement=SEED_REFINEMENT)
+        return Method(name, matcher.match, f"torch, {path.name}, refinement {SEED_REFINEMENT}")
     raise ValueError(f"unknown method {name!r}; known: {', '.join(METHOD_NAMES)}")
 
 

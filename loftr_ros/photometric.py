@@ -1,0 +1,241 @@
+"""Photometric sub-pixel refinement of matches, in numpy and OpenCV (no network involved).
+
+The learned fine stage places most matches within a few pixels of the truth but few within one
+(it works on stride-4 features). This step takes each match the rest of the way with the images
+themselves:
+
+1. **Local affine.** The matches around a match (its ``neighbours`` nearest in image 0) give a
+   least-squares affine map of the neighbourhood, reweighted (Cauchy) and then gated on the
+   residual so that wrong neighbours drop out. It carries an image-0 patch into image 1
+   (rotation, zoom, shear).
+2. **Gauss-Newton, coarse to fine.** Inverse-compositional Lucas-Kanade on the translation, on
+   zero-mean, unit-variance patches under a Gaussian window (insensitive to brightness, contrast
+   and mild gamma changes): first on both images at half resolution (which widens the reach to
+   a few pixels), then at full resolution.
+
+A match keeps its input position unless the step is trustworthy: both patches are textured, the
+final zero-normalised cross-correlation (NCC) is above ``min_ncc`` and above the input
+position's, and the match moved at most ``max_shift`` pixels. Shifts are computed in the image-0
+frame and mapped into image 1 by the local affine.
+
+All coordinates are (x, y) pixels of the two images given, which are float arrays (the model
+inputs, values in [0, 1]) or uint8 arrays.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+import cv2
+import numpy as np
+
+#: rows of the pairwise-distance matrix computed at once when finding neighbours
+_NEIGHBOUR_CHUNK = 512
+#: least-squares rounds of a local affine: Cauchy-reweighted ones, then two gated ones
+_AFFINE_ROUNDS = 5
+
+
+@dataclass(frozen=True)
+class PhotometricSettings:
+    """Parameters of :func:`refine_photometric`.
+
+    Attributes:
+        patch_radius: the patch is (2r+1)^2 pixels, at each of the two resolutions.
+        iterations: Gauss-Newton iterations at each resolution.
+        neighbours: matches (itself included) that fit each local affine.
+        affine_gate: pixels; neighbours farther than this from the fit are left out.
+        max_shift: the farthest a match may move (image-0 pixels).
+        min_ncc: final windowed NCC a refined match needs.
+        min_contrast: standard deviation (image units of [0, 1]) a patch needs to be refined.
+    """
+
+    patch_radius: int = 7
+    iterations: int = 4
+    neighbours: int = 20
+    affine_gate: float = 4.0
+    max_shift: float = 6.0
+    min_ncc: float = 0.3
+    min_contrast: float = 2.0 / 255.0
+
+    def __post_init__(self) -> None:
+        if self.patch_radius < 1 or self.iterations < 0 or self.max_shift < 0:
+            raise ValueError("patch_radius must be >= 1, iterations and max_shift >= 0")
+        if self.neighbours < 3:
+            raise ValueError("an affine needs at least 3 neighbours")
+
+
+def local_affines(keypoints0: np.ndarray, keypoints1: np.ndarray, neighbours: int,
+                  gate: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Per match, the linear part of the affine map image 0 -> image 1 fitted on its neighbours.
+
+    Returns (float64 [N,2,2] with ``d1 = A @ d0``, bool [N] usable: enough neighbours within the
+    gate and a determinant between 1/16 and 16).
+    """
+    count = len(keypoints0)
+    if count < 3:
+        return np.tile(np.eye(2), (count, 1, 1)), np.zeros(count, dtype=bool)
+    k = min(neighbours, count)
+    points0 = keypoints0.astype(np.float64)
+    points1 = keypoints1.astype(np.float64)
+    nearest = np.empty((count, k), dtype=np.int64)
+    squared = (points0 ** 2).sum(1)
+    for start in range(0, count, _NEIGHBOUR_CHUNK):
+        rows = points0[start:start + _NEIGHBOUR_CHUNK]
+        distances = (squared[start:start + len(rows), None] + squared[None, :]
+                     - 2.0 * rows @ points0.T)
+        nearest[start:start + len(rows)] = (np.argpartition(distances, k - 1, axis=1)[:, :k]
+                                            if k < count else np.arange(count))
+    # design rows (dx, dy, 1) relative to the match itself -> (dx', dy') relative to its partner
+    design = np.concatenate([points0[nearest] - points0[:, None, :], np.ones((count, k, 1))], -1)
+    targets = points1[nearest] - points1[:, None, :]
+    weights = np.ones((count, k, 1))
+    for round_index in range(_AFFINE_ROUNDS):
+        weighted = (design * weights).transpose(0, 2, 1)
+        normal = np.matmul(weighted, design) + 1e-6 * np.eye(3)
+        solution = np.linalg.solve(normal, np.matmul(weighted, targets))   # [N,3,2]
+        residual = np.linalg.norm(np.matmul(design, solution) - targets, axis=-1, keepdims=True)
+        if round_index < _AFFINE_ROUNDS - 2:   # Cauchy reweighting, then hard gates
+            weights = 1.0 / (1.0 + (2.0 * residual / gate) ** 2)
+        else:
+            weights = (residual < gate).astype(np.float64)
+    linear = solution[:, :2, :].transpose(0, 2, 1)
+    determinant = np.linalg.det(linear)
+    usable = ((weights[..., 0].sum(1) >= 4) & (determinant > 1 / 16) & (determinant < 16)
+              & np.isfinite(linear).all(axis=(1, 2)))
+    return linear, usable
+
+
+def _sample(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Bilinear samples of ``image`` at float points [N, ..., 2] -> float32 [N, ...]."""
+    shape = points.shape[:-1]
+    flat = points.reshape(shape[0], -1, 2).astype(np.float32, copy=False)  # rows: remap's limit
+    values = cv2.remap(image, flat[..., 0], flat[..., 1], cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE)
+    return values.reshape(shape)
+
+
+def _weighted_moments(patches: np.ndarray, window: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Window-weighted mean and standard deviation of patches [N,Q] (``window`` sums to 1)."""
+    mean = patches @ window
+    variance = (patches * patches) @ window - mean * mean
+    return mean, np.sqrt(np.maximum(variance, 0.0))
+
+
+def _patch_grid(radius: int) -> np.ndarray:
+    """float32 [2r+1, 2r+1, 2] of (x, y) offsets."""
+    steps = np.arange(-radius, radius + 1, dtype=np.float32)
+    return np.stack(np.meshgrid(steps, steps), axis=-1)
+
+
+class _Alignment:
+    """Image-0 templates around ``points0`` and their image-1 partners under local affines, with
+    everything inverse-compositional Gauss-Newton needs precomputed (the Jacobian is the
+    template's own gradient). Shifts are [n,2] in image-0 pixels."""
+
+    def __init__(self, image0: np.ndarray, image1: np.ndarray, points0: np.ndarray,
+                 points1: np.ndarray, linear: np.ndarray, radius: int) -> None:
+        count = len(points0)
+        extended = _sample(image0, points0[:, None, None, :] + _patch_grid(radius + 1))
+        self.template = extended[:, 1:-1, 1:-1]
+        flat = self.template.reshape(count, -1)
+        gradient_x = 0.5 * (extended[:, 1:-1, 2:] - extended[:, 1:-1, :-2])
+        gradient_y = 0.5 * (extended[:, 2:, 1:-1] - extended[:, :-2, 1:-1])
+        offsets = _patch_grid(radius).reshape(-1, 2)
+        window = np.exp(-(offsets ** 2).sum(-1) / (2.0 * (radius / 1.5) ** 2))
+        self.window = (window / window.sum()).astype(np.float32)
+        mean0, self.contrast = _weighted_moments(flat, self.window)
+        normalised0 = (flat - mean0[:, None]) / (self.contrast[:, None] + 1e-6)
+        jacobian = np.stack([gradient_x.reshape(count, -1), gradient_y.reshape(count, -1)], 1)
+        jacobian /= self.contrast[:, None, None] + 1e-6                        # [n,2,Q]
+        self.weighted_jacobian = jacobian * self.window
+        hessian = np.einsum("nkq,nlq->nkl", self.weighted_jacobian, jacobian)
+        self.determinant = hessian[:, 0, 0] * hessian[:, 1, 1] - hessian[:, 0, 1] ** 2
+        inverse = np.stack([np.stack([hessian[:, 1, 1], -hessian[:, 0, 1]], 1),
+                            np.stack([-hessian[:, 1, 0], hessian[:, 0, 0]], 1)], 1)
+        self.inverse = inverse / np.where(self.determinant > 1e-6, self.determinant,
+                                          1.0)[:, None, None]
+        self.jacobian_sum = self.weighted_jacobian.sum(2)                     # [n,2]
+        self.jacobian_template = np.einsum("nkq,nq->nk", self.weighted_jacobian, normalised0)
+        self.weighted_template = normalised0 * self.window
+        self.image1, self.points1, self.linear = image1, points1, linear
+        self.mapped_offsets = np.matmul(offsets[None], linear.transpose(0, 2, 1)
+                                        ).astype(np.float32)
+
+    def textured(self, min_contrast: float) -> np.ndarray:
+        """bool [n]: patches with contrast and a well-conditioned Gauss-Newton matrix."""
+        return (self.contrast >= min_contrast) & (self.determinant > 1e-6)
+
+    def _patches(self, shift: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        centres = (self.points1 + np.einsum("nij,nj->ni", self.linear, shift)).astype(np.float32)
+        samples = _sample(self.image1, centres[:, None, :] + self.mapped_offsets)
+        return (samples,) + _weighted_moments(samples, self.window)
+
+    def ncc(self, shift: np.ndarray) -> np.ndarray:
+        """Windowed NCC [n] of the templates and the image-1 patches moved by ``shift``."""
+        samples, _, spread = self._patches(shift)
+        return np.einsum("nq,nq->n", samples, self.weighted_template) / (spread + 1e-6)
+
+    def gauss_newton(self, shift: np.ndarray, iterations: int) -> np.ndarray:
+        """``iterations`` Gauss-Newton steps on the translation from ``shift``."""
+        for _ in range(iterations):
+            samples, mean, spread = self._patches(shift)
+            # sum over the window of Jacobian * (normalised patch - normalised template)
+            gradient = ((np.einsum("nkq,nq->nk", self.weighted_jacobian, samples)
+                         - mean[:, None] * self.jacobian_sum) / (spread[:, None] + 1e-6)
+                        - self.jacobian_template)
+            shift = shift - np.einsum("nkl,nl->nk", self.inverse, gradient)
+        return shift
+
+
+def refine_photometric(image0: np.ndarray, image1: np.ndarray, keypoints0: np.ndarray,
+                       keypoints1: np.ndarray, settings: PhotometricSettings = PhotometricSettings()
+                       ) -> Tuple[np.ndarray, np.ndarray]:
+    """Refine ``keypoints1`` [N,2] so that image-1 patches agree with the image-0 patches at
+    ``keypoints0`` (see the module docstring).
+
+    Returns (float32 [N,2] refined keypoints1, bool [N] which matches moved).
+    """
+    keypoints0 = np.asarray(keypoints0, dtype=np.float64).reshape(-1, 2)
+    keypoints1 = np.asarray(keypoints1, dtype=np.float64).reshape(-1, 2)
+    refined = keypoints1.astype(np.float32)
+    moved = np.zeros(len(keypoints0), dtype=bool)
+    if len(keypoints0) < 3:
+        return refined, moved
+    scale = np.float32(1.0 / 255.0 if image0.dtype == np.uint8 else 1.0)
+    image0 = np.ascontiguousarray(image0, dtype=np.float32) * scale
+    image1 = np.ascontiguousarray(image1, dtype=np.float32) * scale
+    linear, usable = local_affines(keypoints0, keypoints1, settings.neighbours,
+                                   settings.affine_gate)
+    radius = settings.patch_radius
+    # the half-resolution template reaches 2(r+2) pixels (with pyrDown's border); image-1 patches
+    # may travel max_shift further
+    reach = 2 * (radius + 2)
+    height0, width0 = image0.shape
+    height1, width1 = image1.shape
+    usable &= ((keypoints0 >= reach).all(1) & (keypoints0[:, 0] < width0 - reach)
+               & (keypoints0[:, 1] < height0 - reach))
+    corners = np.array([[-1, -1], [1, -1], [-1, 1], [1, 1]], dtype=np.float64)
+    corners1 = keypoints1[:, None, :] + np.einsum("nij,cj->nci", linear,
+                                                  corners * (reach + settings.max_shift))
+    usable &= ((corners1 >= 0).all(axis=(1, 2)) & (corners1[..., 0] <= width1 - 1).all(1)
+               & (corners1[..., 1] <= height1 - 1).all(1))
+    index = np.flatnonzero(usable)
+    if len(index) == 0:
+        return refined, moved
+    points0, points1, linear = keypoints0[index], keypoints1[index], linear[index]
+
+    coarse = _Alignment(cv2.pyrDown(image0), cv2.pyrDown(image1), points0 / 2, points1 / 2,
+                        linear, radius)
+    shift = 2.0 * coarse.gauss_newton(np.zeros((len(index), 2)), settings.iterations)
+    fine = _Alignment(image0, image1, points0, points1, linear, radius)
+    shift = fine.gauss_newton(shift, settings.iterations)
+    ncc_start = fine.ncc(np.zeros((len(index), 2)))
+    ncc_final = fine.ncc(shift)
+    accept = (fine.textured(settings.min_contrast) & coarse.textured(settings.min_contrast)
+              & np.isfinite(shift).all(1) & (ncc_final >= settings.min_ncc)
+              & (ncc_final >= ncc_start)
+              & (np.linalg.norm(shift, axis=1) <= settings.max_shift))
+    delta = np.einsum("nij,nj->ni", linear, shift)
+    refined[index[accept]] = (points1[accept] + delta[accept]).astype(np.float32)
+    moved[index[accept]] = True
+    return refined, moved
