@@ -1,5 +1,9 @@
 """Photometric sub-pixel refinement of matches, in numpy and OpenCV (no network involved).
 
+No BLAS call on purpose (sums of products and closed forms, no ``@``/``linalg``): OpenBLAS worker
+threads spin after a call and slowed the next inference of the same process from about 50 to
+about 85 ms on 2 cores.
+
 The learned fine stage places most matches within a few pixels of the truth but few within one
 (it works on stride-4 features). This step takes each match the rest of the way with the images
 themselves:
@@ -64,6 +68,35 @@ class PhotometricSettings:
             raise ValueError("an affine needs at least 3 neighbours")
 
 
+def _apply(matrices: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """``matrices`` [N,2,2] applied to ``vectors`` [N,2] or [N,M,2] (broadcast over M)."""
+    m = matrices if vectors.ndim == 2 else matrices[:, None]
+    x, y = vectors[..., 0], vectors[..., 1]
+    return np.stack([m[..., 0, 0] * x + m[..., 0, 1] * y, m[..., 1, 0] * x + m[..., 1, 1] * y],
+                    axis=-1)
+
+
+def _fit_affines(dx: np.ndarray, dy: np.ndarray, tx: np.ndarray, ty: np.ndarray,
+                 weights: np.ndarray) -> np.ndarray:
+    """Weighted least squares of ``t ~ A d + c`` per row of the [N,K] arrays; returns [N,2,3]
+    (rows: x', y'; columns: dx, dy, 1), solved in closed form (3x3 normal equations)."""
+    columns = (dx, dy, np.ones_like(dx))
+    normal = np.empty(dx.shape[:1] + (3, 3))
+    for i in range(3):
+        for j in range(i, 3):
+            normal[:, i, j] = normal[:, j, i] = (weights * columns[i] * columns[j]).sum(1)
+    normal += 1e-6 * np.eye(3)
+    right = np.stack([np.stack([(weights * column * target).sum(1) for column in columns], 1)
+                      for target in (tx, ty)], 1)                             # [N,2,3]
+    cofactor = np.stack([np.cross(normal[:, 1], normal[:, 2]),
+                         np.cross(normal[:, 2], normal[:, 0]),
+                         np.cross(normal[:, 0], normal[:, 1])], axis=1)      # symmetric matrix
+    determinant = (cofactor[:, 0] * normal[:, 0]).sum(1)
+    safe = np.where(np.abs(determinant) > 1e-12, determinant, 1e-12)
+    # solution = normal^-1 @ right^T, transposed back: [N,2,3]
+    return (right[:, :, None, :] * cofactor[:, None, :, :]).sum(3) / safe[:, None, None]
+
+
 def local_affines(keypoints0: np.ndarray, keypoints1: np.ndarray, neighbours: int,
                   gate: float) -> Tuple[np.ndarray, np.ndarray]:
     """Per match, the linear part of the affine map image 0 -> image 1 fitted on its neighbours.
@@ -78,29 +111,29 @@ def local_affines(keypoints0: np.ndarray, keypoints1: np.ndarray, neighbours: in
     points0 = keypoints0.astype(np.float64)
     points1 = keypoints1.astype(np.float64)
     nearest = np.empty((count, k), dtype=np.int64)
-    squared = (points0 ** 2).sum(1)
     for start in range(0, count, _NEIGHBOUR_CHUNK):
         rows = points0[start:start + _NEIGHBOUR_CHUNK]
-        distances = (squared[start:start + len(rows), None] + squared[None, :]
-                     - 2.0 * rows @ points0.T)
+        distances = ((rows[:, None, 0] - points0[None, :, 0]) ** 2
+                     + (rows[:, None, 1] - points0[None, :, 1]) ** 2)
         nearest[start:start + len(rows)] = (np.argpartition(distances, k - 1, axis=1)[:, :k]
                                             if k < count else np.arange(count))
-    # design rows (dx, dy, 1) relative to the match itself -> (dx', dy') relative to its partner
-    design = np.concatenate([points0[nearest] - points0[:, None, :], np.ones((count, k, 1))], -1)
-    targets = points1[nearest] - points1[:, None, :]
-    weights = np.ones((count, k, 1))
+    # neighbour offsets from the match itself in image 0 (d) and from its partner in image 1 (t)
+    dx, dy = (points0[nearest] - points0[:, None, :]).transpose(2, 0, 1)
+    tx, ty = (points1[nearest] - points1[:, None, :]).transpose(2, 0, 1)
+    weights = np.ones((count, k))
     for round_index in range(_AFFINE_ROUNDS):
-        weighted = (design * weights).transpose(0, 2, 1)
-        normal = np.matmul(weighted, design) + 1e-6 * np.eye(3)
-        solution = np.linalg.solve(normal, np.matmul(weighted, targets))   # [N,3,2]
-        residual = np.linalg.norm(np.matmul(design, solution) - targets, axis=-1, keepdims=True)
+        solution = _fit_affines(dx, dy, tx, ty, weights)                      # [N,2,3]
+        residual = np.hypot(solution[:, 0, :1] * dx + solution[:, 0, 1:2] * dy
+                            + solution[:, 0, 2:] - tx,
+                            solution[:, 1, :1] * dx + solution[:, 1, 1:2] * dy
+                            + solution[:, 1, 2:] - ty)
         if round_index < _AFFINE_ROUNDS - 2:   # Cauchy reweighting, then hard gates
             weights = 1.0 / (1.0 + (2.0 * residual / gate) ** 2)
         else:
             weights = (residual < gate).astype(np.float64)
-    linear = solution[:, :2, :].transpose(0, 2, 1)
-    determinant = np.linalg.det(linear)
-    usable = ((weights[..., 0].sum(1) >= 4) & (determinant > 1 / 16) & (determinant < 16)
+    linear = solution[:, :, :2]
+    determinant = linear[:, 0, 0] * linear[:, 1, 1] - linear[:, 0, 1] * linear[:, 1, 0]
+    usable = ((weights.sum(1) >= 4) & (determinant > 1 / 16) & (determinant < 16)
               & np.isfinite(linear).all(axis=(1, 2)))
     return linear, usable
 
@@ -116,8 +149,8 @@ def _sample(image: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 def _weighted_moments(patches: np.ndarray, window: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Window-weighted mean and standard deviation of patches [N,Q] (``window`` sums to 1)."""
-    mean = patches @ window
-    variance = (patches * patches) @ window - mean * mean
+    mean = (patches * window).sum(1)
+    variance = (patches * patches * window).sum(1) - mean * mean
     return mean, np.sqrt(np.maximum(variance, 0.0))
 
 
@@ -145,45 +178,48 @@ class _Alignment:
         self.window = (window / window.sum()).astype(np.float32)
         mean0, self.contrast = _weighted_moments(flat, self.window)
         normalised0 = (flat - mean0[:, None]) / (self.contrast[:, None] + 1e-6)
-        jacobian = np.stack([gradient_x.reshape(count, -1), gradient_y.reshape(count, -1)], 1)
-        jacobian /= self.contrast[:, None, None] + 1e-6                        # [n,2,Q]
-        self.weighted_jacobian = jacobian * self.window
-        hessian = np.einsum("nkq,nlq->nkl", self.weighted_jacobian, jacobian)
-        self.determinant = hessian[:, 0, 0] * hessian[:, 1, 1] - hessian[:, 0, 1] ** 2
-        inverse = np.stack([np.stack([hessian[:, 1, 1], -hessian[:, 0, 1]], 1),
-                            np.stack([-hessian[:, 1, 0], hessian[:, 0, 0]], 1)], 1)
+        scale = 1.0 / (self.contrast[:, None] + 1e-6)
+        jacobian_x = gradient_x.reshape(count, -1) * scale                    # [n,Q]
+        jacobian_y = gradient_y.reshape(count, -1) * scale
+        self.weighted_x, self.weighted_y = jacobian_x * self.window, jacobian_y * self.window
+        hxx = (self.weighted_x * jacobian_x).sum(1)
+        hxy = (self.weighted_x * jacobian_y).sum(1)
+        hyy = (self.weighted_y * jacobian_y).sum(1)
+        self.determinant = hxx * hyy - hxy ** 2
+        inverse = np.stack([np.stack([hyy, -hxy], 1), np.stack([-hxy, hxx], 1)], 1)
         self.inverse = inverse / np.where(self.determinant > 1e-6, self.determinant,
                                           1.0)[:, None, None]
-        self.jacobian_sum = self.weighted_jacobian.sum(2)                     # [n,2]
-        self.jacobian_template = np.einsum("nkq,nq->nk", self.weighted_jacobian, normalised0)
+        self.jacobian_sum = np.stack([self.weighted_x.sum(1), self.weighted_y.sum(1)], 1)
+        self.jacobian_template = np.stack([(self.weighted_x * normalised0).sum(1),
+                                           (self.weighted_y * normalised0).sum(1)], 1)
         self.weighted_template = normalised0 * self.window
         self.image1, self.points1, self.linear = image1, points1, linear
-        self.mapped_offsets = np.matmul(offsets[None], linear.transpose(0, 2, 1)
-                                        ).astype(np.float32)
+        self.mapped_offsets = _apply(linear.astype(np.float32), offsets[None])   # [n,Q,2]
 
     def textured(self, min_contrast: float) -> np.ndarray:
         """bool [n]: patches with contrast and a well-conditioned Gauss-Newton matrix."""
         return (self.contrast >= min_contrast) & (self.determinant > 1e-6)
 
     def _patches(self, shift: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        centres = (self.points1 + np.einsum("nij,nj->ni", self.linear, shift)).astype(np.float32)
+        centres = (self.points1 + _apply(self.linear, shift)).astype(np.float32)
         samples = _sample(self.image1, centres[:, None, :] + self.mapped_offsets)
         return (samples,) + _weighted_moments(samples, self.window)
 
     def ncc(self, shift: np.ndarray) -> np.ndarray:
         """Windowed NCC [n] of the templates and the image-1 patches moved by ``shift``."""
         samples, _, spread = self._patches(shift)
-        return np.einsum("nq,nq->n", samples, self.weighted_template) / (spread + 1e-6)
+        return (samples * self.weighted_template).sum(1) / (spread + 1e-6)
 
     def gauss_newton(self, shift: np.ndarray, iterations: int) -> np.ndarray:
         """``iterations`` Gauss-Newton steps on the translation from ``shift``."""
         for _ in range(iterations):
             samples, mean, spread = self._patches(shift)
             # sum over the window of Jacobian * (normalised patch - normalised template)
-            gradient = ((np.einsum("nkq,nq->nk", self.weighted_jacobian, samples)
-                         - mean[:, None] * self.jacobian_sum) / (spread[:, None] + 1e-6)
+            products = np.stack([(self.weighted_x * samples).sum(1),
+                                 (self.weighted_y * samples).sum(1)], 1)
+            gradient = ((products - mean[:, None] * self.jacobian_sum) / (spread[:, None] + 1e-6)
                         - self.jacobian_template)
-            shift = shift - np.einsum("nkl,nl->nk", self.inverse, gradient)
+            shift = shift - _apply(self.inverse, gradient)
         return shift
 
 
@@ -215,8 +251,7 @@ def refine_photometric(image0: np.ndarray, image1: np.ndarray, keypoints0: np.nd
     usable &= ((keypoints0 >= reach).all(1) & (keypoints0[:, 0] < width0 - reach)
                & (keypoints0[:, 1] < height0 - reach))
     corners = np.array([[-1, -1], [1, -1], [-1, 1], [1, 1]], dtype=np.float64)
-    corners1 = keypoints1[:, None, :] + np.einsum("nij,cj->nci", linear,
-                                                  corners * (reach + settings.max_shift))
+    corners1 = keypoints1[:, None, :] + _apply(linear, corners[None] * (reach + settings.max_shift))
     usable &= ((corners1 >= 0).all(axis=(1, 2)) & (corners1[..., 0] <= width1 - 1).all(1)
                & (corners1[..., 1] <= height1 - 1).all(1))
     index = np.flatnonzero(usable)
@@ -235,7 +270,7 @@ def refine_photometric(image0: np.ndarray, image1: np.ndarray, keypoints0: np.nd
               & np.isfinite(shift).all(1) & (ncc_final >= settings.min_ncc)
               & (ncc_final >= ncc_start)
               & (np.linalg.norm(shift, axis=1) <= settings.max_shift))
-    delta = np.einsum("nij,nj->ni", linear, shift)
+    delta = _apply(linear, shift)
     refined[index[accept]] = (points1[accept] + delta[accept]).astype(np.float32)
     moved[index[accept]] = True
     return refined, moved
