@@ -12,9 +12,12 @@ random initialisation otherwise — inference time does not depend on the weight
 time grows a little with the number of matches, which untrained weights do not produce). ONNX
 files are exported into a temporary folder with :func:`loftr_ros.export.export_onnx`.
 
-Last, a head to head of the shipped default ONNX against the seed's own ONNX in alternating
-blocks (``--rounds``): the fair answer to "is it as fast as the seed" on a machine whose speed
-drifts.
+Refinement: each Matcher's default (``auto``: the photometric step) except for the seed, which
+gets ``expectation`` as in ``loftr-eval``.
+
+Last, a head to head of the ONNX graph the onnxruntime backend loads by default on the CPU (the
+bundled INT8 graph), the bundled float graph and the seed's own ONNX in alternating blocks
+(``--rounds``): the fair answer to "is it as fast as the seed" on a machine whose speed drifts.
 """
 from __future__ import annotations
 
@@ -34,6 +37,8 @@ import numpy as np
 
 # Run as a script from a checkout: make the repository's package importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from loftr_ros.evaluation.runner import SEED_REFINEMENT  # noqa: E402 (after the path insert)
 
 WIDTH, HEIGHT = 640, 480
 
@@ -132,14 +137,16 @@ def bench_presets(presets: Sequence[str], pair: Tuple[np.ndarray, np.ndarray], t
     rows = []
     for preset in presets:
         model, label = _model_for(preset)
-        matcher = Matcher(TorchRuntime(model, device="cpu", threads=threads))
+        refinement = SEED_REFINEMENT if preset == "seed" else "auto"
+        matcher = Matcher(TorchRuntime(model, device="cpu", threads=threads),
+                          refinement=refinement)
         log(f"{preset}: torch")
         times, results = time_calls(lambda: matcher.match(*pair), repeats, warmup, max_seconds)
         rows.append(_row(preset, "torch", label, times, results))
         onnx_path = os.path.join(folder, f"{preset}.onnx")
         log(f"{preset}: export ONNX")
         export_onnx(model, onnx_path)
-        matcher = Matcher(OnnxRuntime(onnx_path, threads=threads))
+        matcher = Matcher(OnnxRuntime(onnx_path, threads=threads), refinement=refinement)
         log(f"{preset}: onnxruntime")
         times, results = time_calls(lambda: matcher.match(*pair), repeats, warmup, max_seconds)
         rows.append(_row(preset, "onnxruntime", label, times, results))
@@ -155,14 +162,16 @@ def bench_seed_onnx(pair, threads: int, repeats: int, warmup: int, max_seconds: 
     path = _shared_seed_file("LoFTR_teacher.onnx")
     if path is None:
         return None
-    matcher = Matcher.create(backend="onnxruntime", weights=path, preset="seed", threads=threads)
+    matcher = Matcher.create(backend="onnxruntime", weights=path, preset="seed", threads=threads,
+                             refinement=SEED_REFINEMENT)
     times, results = time_calls(lambda: matcher.match(*pair), repeats, warmup, max_seconds)
     return _row("seed (its own ONNX)", "onnxruntime", "LoFTR_teacher.onnx", times, results)
 
 
 def head_to_head(pair, threads: int, rounds: int, repeats: int, warmup: int
                  ) -> Optional[List[Tuple[str, List[float], List[float]]]]:
-    """The shipped default ONNX vs the seed's own ONNX, in alternating blocks.
+    """The default CPU graph (bundled INT8), the bundled float graph and the seed's own ONNX, in
+    alternating blocks.
 
     This machine's speed drifts by tens of percent within a minute (shared host), so two rows
     timed one after the other can disagree by more than the models differ. Here each round times
@@ -171,19 +180,24 @@ def head_to_head(pair, threads: int, rounds: int, repeats: int, warmup: int
     times of all its blocks and each block's median; None when the seed ONNX is not found.
     """
     from loftr_ros.matcher import Matcher
-    from loftr_ros.runtime import default_weights
+    from loftr_ros.runtime import default_cpu_onnx, default_weights
 
     seed_path = _shared_seed_file("LoFTR_teacher.onnx")
     if seed_path is None:
         return None
-    contenders = [("default model (bundled ONNX)", default_weights("onnx"), None),
+    contenders = [(f"default model ({os.path.basename(default_cpu_onnx())})", default_cpu_onnx(),
+                   None),
                   ("seed (its own ONNX)", seed_path, "seed")]
+    if default_cpu_onnx() != default_weights("onnx"):
+        contenders.insert(1, (f"float graph ({os.path.basename(default_weights('onnx'))})",
+                              default_weights("onnx"), None))
     times: Dict[str, List[float]] = {name: [] for name, _, _ in contenders}
     block_medians: Dict[str, List[float]] = {name: [] for name, _, _ in contenders}
     for _ in range(rounds):
         for name, path, preset in contenders:
             matcher = Matcher.create(backend="onnxruntime", weights=path, preset=preset,
-                                     threads=threads)
+                                     threads=threads,
+                                     refinement=SEED_REFINEMENT if preset == "seed" else "auto")
             _, results = time_calls(lambda: matcher.match(*pair), repeats, warmup, 1e9)
             block = [r.timings["inference"] for r in results]  # type: ignore[attr-defined]
             times[name] += block
@@ -199,9 +213,11 @@ def head_to_head_markdown(results: Sequence[Tuple[str, List[float], List[float]]
         lines.append(f"| {name} | {np.median(times):.1f} | {np.percentile(times, 10):.1f} | "
                      f"{np.percentile(times, 90):.1f} | "
                      f"{' '.join(f'{m:.0f}' for m in medians)} |")
-    ratios = np.array(results[0][2]) / np.array(results[1][2])
-    lines.append(f"\nPer-round ratio default/seed: median {np.median(ratios):.2f} "
-                 f"(min {ratios.min():.2f}, max {ratios.max():.2f}) over {len(ratios)} rounds.")
+    seed_medians = np.array(results[-1][2])
+    for name, _, medians in results[:-1]:
+        ratios = np.array(medians) / seed_medians
+        lines.append(f"\nPer-round ratio {name} / seed: median {np.median(ratios):.2f} "
+                     f"(min {ratios.min():.2f}, max {ratios.max():.2f}) over {len(ratios)} rounds.")
     return "\n".join(lines)
 
 

@@ -169,7 +169,8 @@ class MatcherNode(Node):
         self._worker = threading.Thread(target=self._work, name="loftr_inference", daemon=True)
         self._worker.start()
         self.get_logger().info(
-            f"ready: backend {self.backend_name}, model {self.model_name}, image QoS "
+            f"ready: backend {self.matcher.runtime.description}, model {self.model_name}, "
+            f"refinement {self.matcher.refinement}, image QoS "
             f"{self._params['image_qos']}, listening on {self.image_sub.topic_name}; "
             f"{self.converter.description}")
 

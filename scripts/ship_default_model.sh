@@ -3,7 +3,9 @@
 #   1. calibrate fine.min_peak_mass on training-domain pairs (never the held-out photos),
 #   2. write loftr_ros/weights/lite.pt (weights + config),
 #   3. export loftr_ros/weights/lite.onnx (opset 13: parsed by TensorRT 8.2 and newer), checked
-#      against PyTorch under onnxruntime on a real photo pair.
+#      against PyTorch under onnxruntime on a real photo pair,
+#   4. write loftr_ros/weights/lite_int8.onnx, the INT8 graph onnxruntime loads on the CPU,
+#      calibrated on the training photos.
 # Usage: scripts/ship_default_model.sh RUN_DIR/model.pt [TRAIN_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,4 +35,6 @@ report = export_onnx("loftr_ros/weights/lite.pt", "loftr_ros/weights/lite_320x24
                      opset=13, input_size=(320, 240), verify_images=small)
 print(f"exported {report.onnx_path}: max abs diff {report.max_abs_diff}")
 PY
+loftr-export loftr_ros/weights/lite.pt loftr_ros/weights/lite_int8.onnx --opset 13 \
+    --int8-calibration "$train_dir"
 sha256sum loftr_ros/weights/lite.pt loftr_ros/weights/lite*.onnx

@@ -1,7 +1,12 @@
-"""``loftr-export WEIGHTS OUT.onnx``: static-shape ONNX export, verified against torch."""
+"""``loftr-export WEIGHTS OUT.onnx``: static-shape ONNX export, verified against torch.
+
+With ``--int8-calibration DIR`` the file written is the INT8 graph for onnxruntime on the CPU
+(:mod:`loftr_ros.quantization`), calibrated on the images of DIR; the float graph it comes from is
+verified against torch first."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import List, Optional
 
@@ -17,6 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verify-images", nargs=2, metavar=("IMG0", "IMG1"),
                         help="real image pair for the onnxruntime-vs-torch check")
     parser.add_argument("--tolerance", type=float, default=1e-4)
+    parser.add_argument("--int8-calibration", metavar="DIR",
+                        help="write an INT8 graph for onnxruntime on the CPU, calibrated on the "
+                             "images in DIR (50+ frames of your scene are best)")
+    parser.add_argument("--calibration-pairs", type=int, default=32,
+                        help="image pairs used for INT8 calibration (32)")
     return parser
 
 
@@ -26,6 +36,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from loftr_ros.model.checkpoint import CheckpointError, load_model
     from loftr_ros.preprocess import prepare
     from loftr_ros.runtime import default_weights
+    from loftr_ros.runtime.base import LoftrRuntimeError
 
     weights = args.weights or default_weights("pt")
     size = (args.width, args.height) if args.width and args.height else None
@@ -42,9 +53,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                     raise ValueError(f"cannot read image {path}")
                 pair.append(prepare(image, model.config.input_size)[0])
             verify = (pair[0], pair[1])
+        if args.int8_calibration:
+            return _export_int8(model, args, verify)
         result = export_onnx(model, args.out, opset=args.opset, verify_images=verify,
                              tolerance=args.tolerance)
-    except (CheckpointError, ValueError, KeyError, OSError) as exc:
+    except (CheckpointError, LoftrRuntimeError, ValueError, KeyError, OSError) as exc:
         print(f"loftr-export: {exc}", file=sys.stderr)
         return 2
     diffs = ", ".join(f"{name} {value:.2e}" for name, value in result.max_abs_diff.items())
@@ -52,6 +65,36 @@ def main(argv: Optional[List[str]] = None) -> int:
           f"{result.onnx_path}: opset {result.opset}, input {result.input_size[0]}x"
           f"{result.input_size[1]}, outputs {result.output_names}")
     print(f"onnxruntime vs torch max abs diff: {diffs}")
+    return 0
+
+
+def _export_int8(model: object, args: argparse.Namespace, verify: Optional[tuple]) -> int:
+    """Float export to a temporary file (verified against torch), then INT8 to ``args.out``."""
+    import tempfile
+
+    import numpy as np
+
+    from loftr_ros.engine import calibration_pairs
+    from loftr_ros.export import export_onnx
+    from loftr_ros.quantization import quantize_cpu_int8
+    from loftr_ros.runtime.onnx_runtime import OnnxRuntime
+
+    with tempfile.TemporaryDirectory() as folder:
+        float_path = os.path.join(folder, "float.onnx")
+        result = export_onnx(model, float_path, opset=args.opset, verify_images=verify,
+                             tolerance=args.tolerance)
+        pairs = calibration_pairs(args.int8_calibration, result.input_size,
+                                  max_pairs=args.calibration_pairs)
+        report = quantize_cpu_int8(float_path, args.out, pairs)
+        check = verify or pairs[0]
+        float_out = OnnxRuntime(float_path).run(*check)
+        int8_out = OnnxRuntime(args.out).run(*check)
+    diffs = ", ".join(f"{name} {np.abs(float_out[name] - int8_out[name]).max():.3f}"
+                      for name in float_out)
+    print(f"wrote INT8 {report.onnx_path}: {len(report.quantized)} convolutions in int8, "
+          f"{len(report.kept_float)} kept in float, {report.calibration_pairs} calibration pairs "
+          f"from {args.int8_calibration}")
+    print(f"int8 vs float max abs diff: {diffs}")
     return 0
 
 

@@ -36,6 +36,22 @@ def default_weights(kind: str, input_size: Optional[Tuple[int, int]] = None) -> 
     return os.path.join(WEIGHTS_DIR, f"{DEFAULT_PRESET}.{kind}")
 
 
+def default_cpu_onnx(input_size: Optional[Tuple[int, int]] = None) -> str:
+    """The bundled ONNX that onnxruntime loads on the CPU: the INT8 graph
+    (``lite_int8.onnx``, :mod:`loftr_ros.quantization`) where one ships for ``input_size``, else
+    the float graph of :func:`default_weights`."""
+    float_path = default_weights("onnx", input_size)
+    int8_path = float_path[:-len(".onnx")] + "_int8.onnx"
+    return int8_path if os.path.exists(int8_path) else float_path
+
+
+def _onnxruntime_on_cpu() -> bool:
+    """True when onnxruntime has no CUDA provider (so it will run on the CPU)."""
+    import onnxruntime
+
+    return "CUDAExecutionProvider" not in onnxruntime.get_available_providers()
+
+
 def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
@@ -69,7 +85,8 @@ def create_runtime(backend: str = "auto", weights: Optional[str] = None,
     Args:
         backend: one of ``BACKENDS``.
         weights: checkpoint (.pt/.ckpt, torch), ONNX (.onnx: onnxruntime or TensorRT) or serialized
-            TensorRT engine; None = the bundled default model in the form the backend needs.
+            TensorRT engine; None = the bundled default model in the form the backend needs
+            (for onnxruntime on the CPU its INT8 graph, see :func:`default_cpu_onnx`).
         preset: preset name for files that do not carry their config (original LoFTR, seed).
         input_size: (width, height) override; only the torch backend can change it at load time
             (ONNX graphs and engines are static — export another one).
@@ -115,6 +132,8 @@ def create_runtime(backend: str = "auto", weights: Optional[str] = None,
                              "`loftr-export`")
     from loftr_ros.runtime.onnx_runtime import OnnxRuntime
 
+    if weights is None and _onnxruntime_on_cpu():
+        onnx_path = default_cpu_onnx(input_size)
     runtime = OnnxRuntime(onnx_path, preset=preset, threads=threads)
     _check_static_size(runtime, input_size, onnx_path)
     return runtime

@@ -8,6 +8,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from loftr_ros.model.presets import ModelConfig, get_preset
+from loftr_ros.quantization import QUANTIZATION_KEY
 from loftr_ros.runtime.base import (
     CONF_MATRIX,
     CONFIG_METADATA_KEY,
@@ -91,10 +92,12 @@ class OnnxRuntime(InferenceRuntime):
         self._input_names = (INPUT0, INPUT1) if INPUT0 in inputs else FOREIGN_INPUT_NAMES.get(
             self.config.name, tuple(inputs[:2]))
         self.providers = self.session.get_providers()
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        self.int8 = QUANTIZATION_KEY in metadata
 
     @property
     def description(self) -> str:
-        return f"onnxruntime ({self.providers[0]})"
+        return f"onnxruntime ({self.providers[0]}{', int8' if self.int8 else ''})"
 
     def run(self, image0: np.ndarray, image1: np.ndarray) -> Dict[str, np.ndarray]:
         self.check_inputs(image0, image1)
