@@ -61,6 +61,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="model file (default: bundled ONNX, else the seed ONNX)")
     parser.add_argument("--preset", default=None)
     parser.add_argument("--threads", type=int, default=0, help="node parameter `threads`")
+    parser.add_argument("--refinement", default="auto", help="node parameter `refinement`")
     parser.add_argument("--json", default=None, help="also write the numbers here")
     return parser.parse_args(argv)
 
@@ -68,7 +69,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def node_args(args: argparse.Namespace) -> List[str]:
     ros_args = ["-r", f"__ns:={NAMESPACE}", "-r", f"image:={CAMERA}",
                 "-p", f"backend:={args.backend}", "-p", "diagnostics_period:=1.0",
-                "-p", f"threads:={args.threads}"]
+                "-p", f"threads:={args.threads}", "-p", f"refinement:={args.refinement}"]
     weights, preset = args.weights, args.preset
     if weights is None and not bundled_onnx_exists() and os.path.isfile(SEED_ONNX):
         weights, preset = SEED_ONNX, preset or "seed"
