@@ -54,7 +54,7 @@ class PhotometricSettings:
     """
 
     patch_radius: int = 7
-    iterations: int = 4
+    iterations: int = 3
     neighbours: int = 20
     affine_gate: float = 4.0
     max_shift: float = 6.0
@@ -141,9 +141,9 @@ def local_affines(keypoints0: np.ndarray, keypoints1: np.ndarray, neighbours: in
 def _sample(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Bilinear samples of ``image`` at float points [N, ..., 2] -> float32 [N, ...]."""
     shape = points.shape[:-1]
-    flat = points.reshape(shape[0], -1, 2).astype(np.float32, copy=False)  # rows: remap's limit
-    values = cv2.remap(image, flat[..., 0], flat[..., 1], cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_REPLICATE)
+    # one two-channel map, rows = matches (remap's size limit is per dimension)
+    grid = np.ascontiguousarray(points.reshape(shape[0], -1, 2), dtype=np.float32)
+    values = cv2.remap(image, grid, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return values.reshape(shape)
 
 
@@ -168,7 +168,8 @@ class _Alignment:
     def __init__(self, image0: np.ndarray, image1: np.ndarray, points0: np.ndarray,
                  points1: np.ndarray, linear: np.ndarray, radius: int) -> None:
         count = len(points0)
-        extended = _sample(image0, points0[:, None, None, :] + _patch_grid(radius + 1))
+        extended = _sample(image0, points0.astype(np.float32)[:, None, None, :]
+                           + _patch_grid(radius + 1))
         self.template = extended[:, 1:-1, 1:-1]
         flat = self.template.reshape(count, -1)
         gradient_x = 0.5 * (extended[:, 1:-1, 2:] - extended[:, 1:-1, :-2])
