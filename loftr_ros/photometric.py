@@ -17,9 +17,10 @@ themselves:
    and mild gamma changes): first on both images at half resolution (which widens the reach to
    a few pixels), then at full resolution.
 
-A match keeps its input position unless the step is trustworthy: both patches are textured, the
-final zero-normalised cross-correlation (NCC) is above ``min_ncc`` and above the input
-position's, and the match moved at most ``max_shift`` pixels. Shifts are computed in the image-0
+A match keeps its input position unless the step is trustworthy: the image-0 patch has contrast
+and a well-conditioned Gauss-Newton matrix (``min_conditioning``), the final
+zero-normalised cross-correlation (NCC) is above ``min_ncc`` and above the input position's, and
+the match moved at most ``max_shift`` image-0 pixels. Shifts are computed in the image-0
 frame and mapped into image 1 by the local affine.
 
 All coordinates are (x, y) pixels of the two images given, which are float arrays (the model
@@ -35,7 +36,10 @@ import numpy as np
 
 #: rows of the pairwise-distance matrix computed at once when finding neighbours
 _NEIGHBOUR_CHUNK = 512
-#: least-squares rounds of a local affine: Cauchy-reweighted ones, then two gated ones
+#: one grey level of an 8-bit image, in [0, 1] units
+_GREY_LEVEL = 1.0 / 255.0
+#: least-squares fits of a local affine: one unweighted, three Cauchy-reweighted, one on the
+#: neighbours within the gate (whose final count decides whether the affine is usable)
 _AFFINE_ROUNDS = 5
 
 
@@ -50,7 +54,11 @@ class PhotometricSettings:
         affine_gate: pixels; neighbours farther than this from the fit are left out.
         max_shift: the farthest a match may move (image-0 pixels).
         min_ncc: final windowed NCC a refined match needs.
-        min_contrast: standard deviation (image units of [0, 1]) a patch needs to be refined.
+        min_contrast: standard deviation (image units of [0, 1]) the image-0 patch needs.
+        min_conditioning: smallest / largest eigenvalue of the Gauss-Newton matrix the image-0
+            patch needs (a patch whose only texture is an edge can slide along it). Off by
+            default: on the validation pairs 0.05 refined a third fewer matches and left fewer
+            within 0.5 px (26% instead of 29%); the NCC tests already catch bad slides.
     """
 
     patch_radius: int = 7
@@ -60,12 +68,13 @@ class PhotometricSettings:
     max_shift: float = 6.0
     min_ncc: float = 0.3
     min_contrast: float = 2.0 / 255.0
+    min_conditioning: float = 0.0
 
     def __post_init__(self) -> None:
         if self.patch_radius < 1 or self.iterations < 0 or self.max_shift < 0:
             raise ValueError("patch_radius must be >= 1, iterations and max_shift >= 0")
-        if self.neighbours < 3:
-            raise ValueError("an affine needs at least 3 neighbours")
+        if self.neighbours < 4:
+            raise ValueError("a local affine needs at least 4 neighbours (3 to fit, 1 to check)")
 
 
 def _apply(matrices: np.ndarray, vectors: np.ndarray) -> np.ndarray:
@@ -147,6 +156,18 @@ def _sample(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     return values.reshape(shape)
 
 
+def _unit_gray(image: np.ndarray, name: str) -> np.ndarray:
+    """A single-channel image as contiguous float32 in [0, 1] (uint8 / uint16 are scaled; float
+    images are taken as already in [0, 1])."""
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"{name}: photometric refinement needs a single-channel [H,W] image, "
+                         f"got shape {image.shape}")
+    scale = {np.dtype(np.uint8): 1.0 / 255.0, np.dtype(np.uint16): 1.0 / 65535.0}.get(
+        image.dtype, 1.0)
+    return np.ascontiguousarray(image, dtype=np.float32) * np.float32(scale)
+
+
 def _weighted_moments(patches: np.ndarray, window: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Window-weighted mean and standard deviation of patches [N,Q] (``window`` sums to 1)."""
     mean = (patches * window).sum(1)
@@ -187,6 +208,9 @@ class _Alignment:
         hxy = (self.weighted_x * jacobian_y).sum(1)
         hyy = (self.weighted_y * jacobian_y).sum(1)
         self.determinant = hxx * hyy - hxy ** 2
+        half_trace = 0.5 * (hxx + hyy)
+        spread = np.sqrt(np.maximum(half_trace ** 2 - self.determinant, 0.0))
+        self.conditioning = (half_trace - spread) / np.maximum(half_trace + spread, 1e-12)
         inverse = np.stack([np.stack([hyy, -hxy], 1), np.stack([-hxy, hxx], 1)], 1)
         self.inverse = inverse / np.where(self.determinant > 1e-6, self.determinant,
                                           1.0)[:, None, None]
@@ -197,9 +221,10 @@ class _Alignment:
         self.image1, self.points1, self.linear = image1, points1, linear
         self.mapped_offsets = _apply(linear.astype(np.float32), offsets[None])   # [n,Q,2]
 
-    def textured(self, min_contrast: float) -> np.ndarray:
-        """bool [n]: patches with contrast and a well-conditioned Gauss-Newton matrix."""
-        return (self.contrast >= min_contrast) & (self.determinant > 1e-6)
+    def textured(self, min_contrast: float, min_conditioning: float) -> np.ndarray:
+        """bool [n]: templates with contrast and a well-conditioned Gauss-Newton matrix."""
+        return ((self.contrast >= min_contrast) & (self.determinant > 1e-6)
+                & (self.conditioning >= min_conditioning))
 
     def _patches(self, shift: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         centres = (self.points1 + _apply(self.linear, shift)).astype(np.float32)
@@ -207,9 +232,11 @@ class _Alignment:
         return (samples,) + _weighted_moments(samples, self.window)
 
     def ncc(self, shift: np.ndarray) -> np.ndarray:
-        """Windowed NCC [n] of the templates and the image-1 patches moved by ``shift``."""
+        """Windowed NCC [n] of the templates and the image-1 patches moved by ``shift``. The
+        image-1 spread is floored at one grey level, so a flat image-1 patch scores about 0
+        instead of its amplified rounding noise."""
         samples, _, spread = self._patches(shift)
-        return (samples * self.weighted_template).sum(1) / (spread + 1e-6)
+        return (samples * self.weighted_template).sum(1) / np.maximum(spread, _GREY_LEVEL)
 
     def gauss_newton(self, shift: np.ndarray, iterations: int) -> np.ndarray:
         """``iterations`` Gauss-Newton steps on the translation from ``shift``."""
@@ -232,17 +259,22 @@ def refine_photometric(image0: np.ndarray, image1: np.ndarray, keypoints0: np.nd
 
     Returns (float32 [N,2] refined keypoints1, bool [N] which matches moved).
     """
+    image0, image1 = _unit_gray(image0, "image0"), _unit_gray(image1, "image1")
     keypoints0 = np.asarray(keypoints0, dtype=np.float64).reshape(-1, 2)
     keypoints1 = np.asarray(keypoints1, dtype=np.float64).reshape(-1, 2)
+    if len(keypoints0) != len(keypoints1):
+        raise ValueError(f"{len(keypoints0)} keypoints0 but {len(keypoints1)} keypoints1")
     refined = keypoints1.astype(np.float32)
     moved = np.zeros(len(keypoints0), dtype=bool)
-    if len(keypoints0) < 3:
+    finite = np.flatnonzero(np.isfinite(keypoints0).all(1) & np.isfinite(keypoints1).all(1))
+    if len(finite) < 4:   # a local affine needs 4 matches
         return refined, moved
-    scale = np.float32(1.0 / 255.0 if image0.dtype == np.uint8 else 1.0)
-    image0 = np.ascontiguousarray(image0, dtype=np.float32) * scale
-    image1 = np.ascontiguousarray(image1, dtype=np.float32) * scale
-    linear, usable = local_affines(keypoints0, keypoints1, settings.neighbours,
-                                   settings.affine_gate)
+    linear = np.tile(np.eye(2), (len(keypoints0), 1, 1))
+    usable = np.zeros(len(keypoints0), dtype=bool)
+    linear[finite], usable[finite] = local_affines(keypoints0[finite], keypoints1[finite],
+                                                   settings.neighbours, settings.affine_gate)
+    keypoints0 = np.where(usable[:, None], keypoints0, 0.0)   # no NaN into the checks below
+    keypoints1 = np.where(usable[:, None], keypoints1, 0.0)
     radius = settings.patch_radius
     # the half-resolution template reaches 2(r+2) pixels (with pyrDown's border); image-1 patches
     # may travel max_shift further
@@ -267,8 +299,9 @@ def refine_photometric(image0: np.ndarray, image1: np.ndarray, keypoints0: np.nd
     shift = fine.gauss_newton(shift, settings.iterations)
     ncc_start = fine.ncc(np.zeros((len(index), 2)))
     ncc_final = fine.ncc(shift)
-    accept = (fine.textured(settings.min_contrast) & coarse.textured(settings.min_contrast)
-              & np.isfinite(shift).all(1) & (ncc_final >= settings.min_ncc)
+    textured = (fine.textured(settings.min_contrast, settings.min_conditioning)
+                & coarse.textured(settings.min_contrast, settings.min_conditioning))
+    accept = (textured & np.isfinite(shift).all(1) & (ncc_final >= settings.min_ncc)
               & (ncc_final >= ncc_start)
               & (np.linalg.norm(shift, axis=1) <= settings.max_shift))
     delta = _apply(linear, shift)

@@ -2,7 +2,7 @@
 
 The convolutions are quantised (QDQ format: weights int8 per output channel, activations uint8
 with ranges calibrated by min/max on real image pairs), except where precision reaches the output
-directly: the first convolution (it reads the image), the convolutions named ``*outconv*`` (they
+directly: the convolutions that read the images, the convolutions named ``*outconv*`` (they
 feed the transformer) and the fine head's (``*fine_head*``: their features place the matches).
 Attention, normalisation and the dual softmax stay in float32.
 
@@ -36,11 +36,25 @@ class QuantizationReport:
 
 
 def convolutions_kept_in_float(model: "object") -> List[str]:
-    """Names of the Conv nodes of an ``onnx.ModelProto`` that stay in float32 (module doc)."""
-    convolutions = [node for node in model.graph.node  # type: ignore[attr-defined]
-                    if node.op_type == "Conv"]           # ONNX nodes are in topological order
-    return [node.name for index, node in enumerate(convolutions)
-            if index == 0 or any(part in node.name for part in FLOAT_CONVOLUTION_NAME_PARTS)]
+    """Names of the Conv nodes of an ``onnx.ModelProto`` that stay in float32 (module doc): those
+    that read an image (a graph input reaches them through no other convolution) and those named
+    like ``FLOAT_CONVOLUTION_NAME_PARTS``."""
+    graph = model.graph  # type: ignore[attr-defined]
+    producers = {output: node for node in graph.node for output in node.output}
+    inputs = {value.name for value in graph.input}
+
+    def reads_image(tensor: str, seen: set) -> bool:
+        if tensor in inputs:
+            return True
+        node = producers.get(tensor)
+        if node is None or node.op_type == "Conv" or tensor in seen:
+            return False
+        seen.add(tensor)
+        return any(reads_image(name, seen) for name in node.input if name)
+
+    return [node.name for node in graph.node if node.op_type == "Conv" and (
+        reads_image(node.input[0], set())
+        or any(part in node.name for part in FLOAT_CONVOLUTION_NAME_PARTS))]
 
 
 def is_quantized(onnx_path: str) -> bool:

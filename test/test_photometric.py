@@ -122,7 +122,45 @@ def test_settings_are_validated() -> None:
     with pytest.raises(ValueError):
         PhotometricSettings(patch_radius=0)
     with pytest.raises(ValueError):
-        PhotometricSettings(neighbours=2)
+        PhotometricSettings(neighbours=3)
+
+
+def test_bad_inputs_give_clear_errors_or_leave_matches_alone() -> None:
+    """Colour or mismatched inputs raise ValueError; non-finite keypoints are left as they are
+    and do not spoil their neighbours; images smaller than the patch move nothing."""
+    matrix = _affine()
+    image0 = _texture()
+    image1 = _warp(image0, matrix)
+    points0 = _grid_points()
+    truth = _truth(points0, matrix)
+    with pytest.raises(ValueError, match="single-channel"):
+        refine_photometric(np.dstack([image0] * 3), image1, points0, truth)
+    with pytest.raises(ValueError, match="keypoints"):
+        refine_photometric(image0, image1, points0, truth[:-1])
+    noisy = truth + 1.5
+    noisy[0] = np.nan
+    noisy[1] = np.inf
+    refined, moved = refine_photometric(image0, image1, points0, noisy)
+    assert not moved[:2].any() and np.isnan(refined[0]).all() and np.isinf(refined[1, 0])
+    assert moved[2:].mean() > 0.9
+    assert np.median(np.linalg.norm(refined[2:][moved[2:]] - truth[2:][moved[2:]], axis=1)) < 0.15
+    tiny = image0[:12, :12]
+    points = np.array([[3.0, 3.0], [5.0, 5.0], [8.0, 4.0], [6.0, 9.0], [9.0, 9.0]])
+    refined, moved = refine_photometric(tiny, tiny, points, points + 0.5)
+    assert not moved.any()
+
+
+def test_mixed_uint8_and_uint16_inputs_are_scaled_each() -> None:
+    matrix = _affine(angle_deg=4.0, zoom=1.05)
+    image0 = _texture(5)
+    image1 = _warp(image0, matrix)
+    points0 = _grid_points()
+    truth = _truth(points0, matrix)
+    refined, moved = refine_photometric((image0 * 255).round().astype(np.uint8),
+                                        (image1 * 65535).round().astype(np.uint16),
+                                        points0, truth + 1.0)
+    assert moved.mean() > 0.9
+    assert np.median(np.linalg.norm(refined - truth, axis=1)) < 0.15
 
 
 def test_photometric_option_needs_the_images_and_refines_with_them() -> None:

@@ -46,6 +46,24 @@ def _compare(float_runtime: OnnxRuntime, int8_runtime: OnnxRuntime, photo_pair: 
     assert right[1] > right[0] - tolerance
 
 
+def _weights_by_kind(path: str) -> dict:
+    """{"int8": [...], "float": [...]}: Conv node names of a graph by where their weights come
+    from (a DequantizeLinear node, or a float initializer)."""
+    model = onnx.load(path)
+    producers = {output: node.op_type for node in model.graph.node for output in node.output}
+    initializers = {tensor.name for tensor in model.graph.initializer}
+    kinds: dict = {"int8": [], "float": []}
+    for node in model.graph.node:
+        if node.op_type == "Conv":
+            weight = node.input[1]
+            if producers.get(weight) == "DequantizeLinear":
+                kinds["int8"].append(node.name)
+            else:
+                assert weight in initializers, f"{node.name}: weights from {producers.get(weight)}"
+                kinds["float"].append(node.name)
+    return kinds
+
+
 def test_the_image_convolution_the_coarse_output_and_the_fine_head_stay_float() -> None:
     kept = convolutions_kept_in_float(onnx.load(default_weights("onnx")))
     assert kept == ["/model/backbone/conv1/Conv", "/model/backbone/layer3_outconv/Conv",
@@ -62,6 +80,9 @@ def test_quantized_graph_keeps_the_config_and_agrees_with_the_float_one(tmp_path
     out = str(tmp_path / "small_int8.onnx")
     report = quantize_cpu_int8(SMALL_FLOAT, out, calibration)
     assert len(report.quantized) == 15 and len(report.kept_float) == 5
+    kinds = _weights_by_kind(out)
+    assert sorted(kinds["int8"]) == sorted(report.quantized)
+    assert sorted(kinds["float"]) == sorted(report.kept_float)
     model = onnx.load(out)
     keys = {prop.key for prop in model.metadata_props}
     assert {CONFIG_METADATA_KEY, QUANTIZATION_KEY} <= keys
@@ -86,6 +107,10 @@ def test_bundled_int8_graph_matches_like_the_float_graph(photo_pair: tuple) -> N
     """The bundled INT8 graph is the bundled float graph quantised: same config, about the same
     matches, as many of them right."""
     assert is_quantized(BUNDLED_INT8)
+    kinds = _weights_by_kind(BUNDLED_INT8)
+    assert len(kinds["int8"]) == 15
+    assert sorted(kinds["float"]) == sorted(convolutions_kept_in_float(
+        onnx.load(default_weights("onnx"))))
     int8_runtime = OnnxRuntime(BUNDLED_INT8)
     float_runtime = OnnxRuntime(default_weights("onnx"))
     assert int8_runtime.config == float_runtime.config

@@ -79,12 +79,13 @@ def _export_int8(model: object, args: argparse.Namespace, verify: Optional[tuple
     from loftr_ros.quantization import quantize_cpu_int8
     from loftr_ros.runtime.onnx_runtime import OnnxRuntime
 
+    # read the calibration frames first: a bad folder fails before the slow export
+    pairs = calibration_pairs(args.int8_calibration, model.config.input_size,  # type: ignore
+                              max_pairs=args.calibration_pairs)
     with tempfile.TemporaryDirectory() as folder:
         float_path = os.path.join(folder, "float.onnx")
-        result = export_onnx(model, float_path, opset=args.opset, verify_images=verify,
-                             tolerance=args.tolerance)
-        pairs = calibration_pairs(args.int8_calibration, result.input_size,
-                                  max_pairs=args.calibration_pairs)
+        export_onnx(model, float_path, opset=args.opset, verify_images=verify,
+                    tolerance=args.tolerance)
         report = quantize_cpu_int8(float_path, args.out, pairs)
         check = verify or pairs[0]
         float_out = OnnxRuntime(float_path).run(*check)

@@ -46,9 +46,12 @@ def default_cpu_onnx(input_size: Optional[Tuple[int, int]] = None) -> str:
 
 
 def _onnxruntime_on_cpu() -> bool:
-    """True when onnxruntime has no CUDA provider (so it will run on the CPU)."""
-    import onnxruntime
-
+    """True when onnxruntime has no CUDA provider (so it will run on the CPU); False when it is
+    not installed (OnnxRuntime then reports that clearly)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return False
     return "CUDAExecutionProvider" not in onnxruntime.get_available_providers()
 
 
