@@ -246,21 +246,34 @@ class _Nothing:
         return baselines.FeatureMatches(empty, empty, np.zeros(0, np.float32))
 
 
+class _TimedOracle(_Oracle):
+    """The oracle's matches with a network time, like a learned matcher's ``Matches``."""
+
+    def match(self, image0, image1):
+        matches = super().match(image0, image1)
+        matches.timings = {"inference": 7.0}
+        return matches
+
+
 def test_runner_tabulates_methods_on_the_same_pairs(tmp_path):
     pairs = list(datasets.SyntheticPairs(_heldout_folder(tmp_path), pairs_per_image=2, seed=0))
     methods = [runner.Method("oracle", _Oracle(pairs).match, "truth"),
-               runner.Method("nothing", _Nothing().match, "no matches")]
+               runner.Method("nothing", _Nothing().match, "no matches"),
+               runner.Method("timed", _TimedOracle(pairs).match, "truth, timed")]
     reports = runner.evaluate(methods, pairs, max_pairs=3, estimators=("ransac", "magsac"))
-    oracle, nothing = reports
+    oracle, nothing, timed = reports
+    assert math.isnan(oracle.summary["median_inference_ms"])
+    assert timed.summary["median_inference_ms"] == 7.0
     assert oracle.summary["pairs"] == 3 and len(oracle.pairs) == 3
     assert oracle.summary["auc@3"] == pytest.approx(100.0, abs=1e-3)
     assert oracle.summary["precision@3px"] == pytest.approx(100.0)
     assert nothing.summary["auc@10"] == 0.0 and nothing.summary["failures"] == 3
     assert nothing.summary["precision@3px"] == 0.0
     table = runner.markdown_table(reports).splitlines()
-    assert table[0].startswith("| method | AUC@3px") and len(table) == 4
-    assert "MAGSAC++ AUC@5" in table[0]
+    assert table[0].startswith("| method | AUC@3px") and len(table) == 5
+    assert "MAGSAC++ AUC@5" in table[0] and table[0].endswith("| median ms | inference ms |")
     assert table[2].startswith("| oracle | 100.0 | 100.0 | 100.0 | 100.0 | 100.0 | 100.0 |")
+    assert table[2].endswith("| – |") and table[4].endswith("| 7.0 |")
     assert "| 3/3 |" in table[3]
     runner.write_json(tmp_path / "out.json", {"synthetic": reports}, {"threads": 2})
     data = json.loads((tmp_path / "out.json").read_text())

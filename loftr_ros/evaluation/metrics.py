@@ -132,11 +132,14 @@ class PairResult:
     latency_ms: float
     #: corner errors under further estimators, by name (the primary one is ``corner_error``)
     other_corner_errors: Dict[str, float] = field(default_factory=dict)
+    #: the network's share of ``latency_ms`` (learned matchers only; NaN for the baselines)
+    inference_ms: float = float("nan")
 
 
 def evaluate_pair(keypoints0: np.ndarray, keypoints1: np.ndarray, H_gt: np.ndarray,
                   width: int, height: int, latency_ms: float = float("nan"),
-                  estimators: Sequence[str] = (DEFAULT_ESTIMATOR,)) -> PairResult:
+                  estimators: Sequence[str] = (DEFAULT_ESTIMATOR,),
+                  inference_ms: float = float("nan")) -> PairResult:
     """Corner error (under each estimator, the first one primary), match count and
     precision@3px of one pair's matches."""
     if not estimators:
@@ -147,13 +150,14 @@ def evaluate_pair(keypoints0: np.ndarray, keypoints1: np.ndarray, H_gt: np.ndarr
     return PairResult(corner_error=primary,
                       num_matches=int(len(np.asarray(keypoints0).reshape(-1, 2))),
                       precision=precision(keypoints0, keypoints1, H_gt), latency_ms=latency_ms,
-                      other_corner_errors=errors)
+                      other_corner_errors=errors, inference_ms=inference_ms)
 
 
 def summarize(results: Sequence[PairResult],
               thresholds: Sequence[float] = AUC_THRESHOLDS_PX) -> Dict[str, float]:
     """Aggregate over pairs: ``auc@3`` ... (percent), ``mean_matches``, ``precision@3px`` (mean
-    over pairs, percent), ``median_latency_ms``, ``failures`` (pairs with infinite error),
+    over pairs, percent), ``median_latency_ms``, ``median_inference_ms`` (NaN when no pair
+    has one), ``failures`` (pairs with infinite error),
     ``pairs``; for every further estimator E also ``E auc@3`` ... and ``E failures``."""
     errors = [r.corner_error for r in results]
     summary = {f"auc@{t:g}": v for t, v in auc(errors, thresholds).items()}
@@ -163,11 +167,13 @@ def summarize(results: Sequence[PairResult],
         summary.update({f"{name} auc@{t:g}": v for t, v in auc(other, thresholds).items()})
         summary[f"{name} failures"] = int(sum(not np.isfinite(e) for e in other))
     latencies = [r.latency_ms for r in results if np.isfinite(r.latency_ms)]
+    inferences = [r.inference_ms for r in results if np.isfinite(r.inference_ms)]
     summary.update({
         "mean_matches": float(np.mean([r.num_matches for r in results])) if results else 0.0,
         "precision@3px": 100.0 * float(np.mean([r.precision for r in results])) if results
         else 0.0,
         "median_latency_ms": float(np.median(latencies)) if latencies else float("nan"),
+        "median_inference_ms": float(np.median(inferences)) if inferences else float("nan"),
         "failures": int(sum(not np.isfinite(e) for e in errors)),
         "pairs": len(results),
     })

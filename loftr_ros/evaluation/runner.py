@@ -19,7 +19,7 @@ photometric step of ``auto``. The seed files are looked up in
 ``$LOFTR_SHARED_DIR/seed_weights`` (default: the ``shared`` folder beside the repository).
 Latency is the wall time of one ``match`` call (pre-processing, inference, matching; for
 baselines detection, description and matching) after one warm-up call; the table shows its
-median.
+median, and for the learned matchers the median of the network's share (``Matches.timings``).
 """
 from __future__ import annotations
 
@@ -150,8 +150,9 @@ def evaluate(methods: Sequence[Method], pairs: Iterable[HomographyPair],
             start = time.perf_counter()
             matches = method.match(pair.image0, pair.image1)
             latency_ms = 1e3 * (time.perf_counter() - start)
+            inference_ms = getattr(matches, "timings", {}).get("inference", float("nan"))
             result = metrics.evaluate_pair(matches.keypoints0, matches.keypoints1, pair.H_0to1,
-                                           width, height, latency_ms, estimators)
+                                           width, height, latency_ms, estimators, inference_ms)
             method_results.append(result)
             report.pairs.append({"pair": pair.name, **asdict(result)})
     for report, method_results in zip(reports, results):
@@ -173,8 +174,8 @@ def markdown_table(reports: Sequence[MethodReport]) -> str:
         label = metrics.ESTIMATOR_LABELS.get(name, name)
         header += f" {label} AUC@3 | {label} AUC@5 | {label} AUC@10 |"
         align += "---:|---:|---:|"
-    lines = [header + " matches | precision@3px | failures | median ms |",
-             align + "---:|---:|---:|---:|"]
+    lines = [header + " matches | precision@3px | failures | median ms | inference ms |",
+             align + "---:|---:|---:|---:|---:|"]
     for report in reports:
         s = report.summary
         row = f"| {report.name} | {s['auc@3']:.1f} | {s['auc@5']:.1f} | {s['auc@10']:.1f} |"
@@ -183,8 +184,13 @@ def markdown_table(reports: Sequence[MethodReport]) -> str:
                     f"{s[f'{name} auc@10']:.1f} |")
         lines.append(
             row + f" {s['mean_matches']:.0f} | {s['precision@3px']:.1f} | "
-            f"{s['failures']}/{s['pairs']} | {s['median_latency_ms']:.1f} |")
+            f"{s['failures']}/{s['pairs']} | {s['median_latency_ms']:.1f} | "
+            f"{_milliseconds(s.get('median_inference_ms', float('nan')))} |")
     return "\n".join(lines)
+
+
+def _milliseconds(value: float) -> str:
+    return f"{value:.1f}" if np.isfinite(value) else "–"
 
 
 def _finite(value: Any) -> Any:
