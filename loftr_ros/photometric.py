@@ -23,8 +23,8 @@ zero-normalised cross-correlation (NCC) is above ``min_ncc`` and above the input
 the match moved at most ``max_shift`` image-0 pixels. Shifts are computed in the image-0
 frame and mapped into image 1 by the local affine.
 
-All coordinates are (x, y) pixels of the two images given, which are float arrays (the model
-inputs, values in [0, 1]) or uint8 arrays.
+All coordinates are (x, y) pixels of the two single-channel images given: float arrays with values
+in [0, 1] (the model inputs), or uint8 / uint16 arrays (scaled to [0, 1]).
 """
 from __future__ import annotations
 
