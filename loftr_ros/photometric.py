@@ -191,8 +191,7 @@ class _Alignment:
         count = len(points0)
         extended = _sample(image0, points0.astype(np.float32)[:, None, None, :]
                            + _patch_grid(radius + 1))
-        self.template = extended[:, 1:-1, 1:-1]
-        flat = self.template.reshape(count, -1)
+        flat = extended[:, 1:-1, 1:-1].reshape(count, -1)                     # the template
         gradient_x = 0.5 * (extended[:, 1:-1, 2:] - extended[:, 1:-1, :-2])
         gradient_y = 0.5 * (extended[:, 2:, 1:-1] - extended[:, :-2, 1:-1])
         offsets = _patch_grid(radius).reshape(-1, 2)
