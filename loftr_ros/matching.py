@@ -76,15 +76,20 @@ def border_mask(grid_width: int, grid_height: int, margin: int) -> np.ndarray:
 def mutual_nearest(conf: np.ndarray, threshold: float, valid0: np.ndarray, valid1: np.ndarray
                    ) -> np.ndarray:
     """Indices [N,2] (i, j) with conf[i,j] > threshold, maximal in its row and column, and both
-    cells valid. Each row and column contributes at most one match (ties: lowest index)."""
+    cells valid. Each row and column contributes at most one match. Ties: a row's maximum is its
+    first one, and of the rows whose maximum ties for a column's, the lowest keeps it."""
     if conf.size == 0:
         return np.zeros((0, 2), dtype=np.int64)
     best_j = conf.argmax(axis=1)
-    best_i = conf.argmax(axis=0)
     rows = np.arange(conf.shape[0])
-    mutual = best_i[best_j] == rows
-    keep = mutual & (conf[rows, best_j] > threshold) & valid0 & valid1[best_j]
-    return np.stack([rows[keep], best_j[keep]], axis=1).astype(np.int64)
+    row_best = conf[rows, best_j]
+    # a column maximum is one pass down the rows (argmax over axis 0 is ten times slower)
+    mutual = row_best >= conf.max(axis=0)[best_j]
+    keep = np.flatnonzero(mutual & (row_best > threshold) & valid0 & valid1[best_j])
+    # rows tied for a column's maximum: the lowest row keeps it
+    _, first = np.unique(best_j[keep], return_index=True)
+    keep = keep[np.sort(first)]
+    return np.stack([keep, best_j[keep]], axis=1).astype(np.int64)
 
 
 def cell_to_pixel(indices: np.ndarray, grid_width: int, stride: int) -> np.ndarray:
@@ -131,13 +136,14 @@ def fine_window_probabilities(fine0: np.ndarray, fine1: np.ndarray, indices0: np
     centre1 = np.stack([indices1 % grid_width, indices1 // grid_width], axis=1) * ratio
     steps = np.arange(-fine.window_radius, fine.window_radius + 1)
     offset_y, offset_x = np.meshgrid(steps, steps, indexing="ij")
-    offsets = np.stack([offset_x.ravel(), offset_y.ravel()], axis=1)          # [W,2]
-    positions = centre1[:, None, :] + offsets[None]                           # [N,W,2]
-    positions[..., 0] = np.clip(positions[..., 0], 0, fine_w - 1)
-    positions[..., 1] = np.clip(positions[..., 1], 0, fine_h - 1)
-    feat0 = fine0[:, centre0[:, 1], centre0[:, 0]].T                          # [N,C]
-    feat1 = fine1[:, positions[..., 1], positions[..., 0]]                    # [C,N,W]
-    logits = (feat1 * feat0.T[:, :, None]).sum(axis=0).astype(np.float64)    # [N,W]
+    column1 = np.clip(centre1[:, :1] + offset_x.ravel(), 0, fine_w - 1)       # [N,W]
+    row1 = np.clip(centre1[:, 1:] + offset_y.ravel(), 0, fine_h - 1)
+    positions = np.stack([column1, row1], axis=-1)                            # [N,W,2]
+    # gather whole feature vectors (rows of the [Hf*Wf, C] map), not one channel at a time
+    rows1 = np.ascontiguousarray(fine1.reshape(channels, -1).T)              # [Hf*Wf,C]
+    feat0 = fine0.reshape(channels, -1).T[centre0[:, 1] * fine_w + centre0[:, 0]]  # [N,C]
+    feat1 = rows1[row1 * fine_w + column1]                                    # [N,W,C]
+    logits = np.einsum("nwc,nc->nw", feat1, feat0).astype(np.float64)        # [N,W]
     logits /= np.sqrt(channels) * fine.temperature
     logits -= logits.max(axis=1, keepdims=True)
     prob = np.exp(logits)

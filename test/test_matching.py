@@ -41,6 +41,33 @@ def test_mutual_nearest_keeps_only_mutual_maxima() -> None:
     assert pairs.tolist() == [[c, b]]
 
 
+def _mutual_by_argmax(conf: np.ndarray, threshold: float) -> list:
+    """The definition, spelled out: row i's first maximum is column j and column j's first
+    maximum is row i."""
+    best_j, best_i = conf.argmax(axis=1), conf.argmax(axis=0)
+    return [[i, int(j)] for i, j in enumerate(best_j)
+            if best_i[j] == i and conf[i, j] > threshold]
+
+
+def test_mutual_nearest_agrees_with_the_argmax_definition() -> None:
+    """Random matrices without ties, with matches in about a third of the rows."""
+    rng = np.random.default_rng(0)
+    valid = np.ones(40, dtype=bool)
+    for _ in range(20):
+        conf = rng.random((40, 40)).astype(np.float32)
+        assert mutual_nearest(conf, 0.1, valid, valid).tolist() == _mutual_by_argmax(conf, 0.1)
+
+
+def test_mutual_nearest_ties() -> None:
+    """A row's first maximum counts; rows tied for a column's maximum: the lowest keeps it."""
+    a, b, c, d = _cell(1, 1), _cell(2, 1), _cell(3, 1), _cell(4, 1)
+    conf = _conf({(a, b): 0.8, (a, c): 0.8,   # row a: first maximum at column b
+                  (b, b): 0.8,                # row b ties row a for column b
+                  (c, d): 0.6, (d, d): 0.6})  # rows c and d tie for column d
+    valid = np.ones(CELLS, dtype=bool)
+    assert mutual_nearest(conf, 0.1, valid, valid).tolist() == [[a, b], [c, d]]
+
+
 def test_threshold_is_exclusive() -> None:
     a, b = _cell(2, 2), _cell(3, 2)
     conf = _conf({(a, b): 0.5})
