@@ -84,6 +84,25 @@ def test_refinement_brings_noisy_matches_to_sub_pixel() -> None:
     np.testing.assert_array_equal(refined[~moved], noisy[~moved].astype(np.float32))
 
 
+def test_sharing_the_matches_among_threads_does_not_change_the_result() -> None:
+    """450 matches: one thread, or 2 and 3 (each takes a block of rows, and the local affines
+    still see every match). Only OpenCV's interpolation rounding may differ."""
+    matrix = _affine(angle_deg=7.0)
+    image0 = _texture(5)
+    image1 = _warp(image0, matrix)
+    points0 = _grid_points(step=8)
+    assert len(points0) > 3 * 128
+    noisy = _truth(points0, matrix) + np.random.default_rng(4).uniform(-2, 2, points0.shape)
+    alone, moved_alone = refine_photometric(image0, image1, points0, noisy,
+                                            PhotometricSettings(workers=1))
+    assert moved_alone.mean() > 0.9
+    for workers in (2, 3):
+        shared, moved = refine_photometric(image0, image1, points0, noisy,
+                                           PhotometricSettings(workers=workers))
+        np.testing.assert_array_equal(moved, moved_alone)
+        np.testing.assert_allclose(shared, alone, atol=0.01)
+
+
 def test_uint8_images_give_the_same_result_as_float() -> None:
     matrix = _affine(angle_deg=-5.0, zoom=0.9)
     image0 = _texture(3)
@@ -119,6 +138,8 @@ def test_matches_at_the_border_few_matches_and_no_matches() -> None:
 
 
 def test_settings_are_validated() -> None:
+    with pytest.raises(ValueError, match="workers"):
+        PhotometricSettings(workers=0)
     with pytest.raises(ValueError):
         PhotometricSettings(patch_radius=0)
     with pytest.raises(ValueError):
