@@ -67,10 +67,6 @@ class OnnxRuntime(InferenceRuntime):
         if threads:
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
-        # Idle onnxruntime threads otherwise spin after each run, on the cores the numpy/OpenCV
-        # post-processing (photometric refinement: 2 threads) needs next: measured on 2 cores,
-        # matching 24 -> 17 ms for +2 ms of inference.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         available = onnxruntime.get_available_providers()
         if providers is None:
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
