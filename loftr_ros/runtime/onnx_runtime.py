@@ -67,6 +67,10 @@ class OnnxRuntime(InferenceRuntime):
         if threads:
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
+        # Idle intra-op threads spin after each run (onnxruntime's default). Turning that off
+        # ("session.intra_op.allow_spinning" = "0") sped up the post-processing of a bare
+        # Matcher.match loop (24 -> 17 ms) but made the node far slower on a 2-core VM
+        # (bench_node latency p95 75-82 -> 500-870 ms), so it stays on.
         available = onnxruntime.get_available_providers()
         if providers is None:
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
