@@ -35,7 +35,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Dict, Tuple
 
 import cv2
 import numpy as np
@@ -50,8 +50,7 @@ _AFFINE_ROUNDS = 5
 #: below this many matches per thread, sharing out the work costs more than it saves
 _MIN_ROWS_PER_WORKER = 128
 
-_POOL: Optional[ThreadPoolExecutor] = None
-_POOL_WORKERS = 0
+_POOLS: Dict[int, ThreadPoolExecutor] = {}
 _POOL_LOCK = threading.Lock()
 
 
@@ -302,15 +301,13 @@ class _Alignment:
 
 
 def _worker_pool(workers: int) -> ThreadPoolExecutor:
-    """The module's thread pool with ``workers`` threads (made on first use, remade on change)."""
-    global _POOL, _POOL_WORKERS
+    """The module's thread pool with ``workers`` threads, made on first use and kept (one per
+    thread count, so a caller never meets a pool another one shut down)."""
     with _POOL_LOCK:
-        if _POOL is None or _POOL_WORKERS != workers:
-            if _POOL is not None:
-                _POOL.shutdown(wait=False)
-            _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="photometric")
-            _POOL_WORKERS = workers
-        return _POOL
+        if workers not in _POOLS:
+            _POOLS[workers] = ThreadPoolExecutor(max_workers=workers,
+                                                 thread_name_prefix="photometric")
+        return _POOLS[workers]
 
 
 def _refine_rows(images: Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
