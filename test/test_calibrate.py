@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 import torch
 from conftest import PHOTO_PATH
 
@@ -27,3 +28,16 @@ def test_calibration_picks_a_candidate_and_saves_it(tmp_path) -> None:
     assert main([weights, "--data", str(folder), "--out", out, "--pairs-per-image", "2"]) == 0
     calibrated, report = load_model(out)
     assert calibrated.config.fine.min_peak_mass == report.metadata["calibration"]["min_peak_mass"]
+
+
+def test_calibration_for_the_fine_refinement_and_a_wrong_name(tmp_path) -> None:
+    folder = tmp_path / "train"
+    folder.mkdir()
+    shutil.copy(PHOTO_PATH, folder / "coffee.png")
+    torch.manual_seed(0)
+    model = build_model(get_preset("lite").with_input_size(160, 128)).eval()
+    best, rows = calibrate_min_peak_mass(model, str(folder), pairs_per_image=1,
+                                         refinement="fine")
+    assert best in CANDIDATES and len(rows) == len(CANDIDATES)
+    with pytest.raises(ValueError, match="refinement"):
+        calibrate_min_peak_mass(model, str(folder), refinement="expectation")

@@ -2,9 +2,9 @@
 
 Matches whose fine window distribution holds little probability around its peak sit on flat or
 repetitive texture; dropping them raises the precision of what is left. The limit that gives the
-best homography AUC@5px on synthetic pairs of the training photos (a seed the training never used)
-is written into the weights' config, so every runtime applies it. Never calibrate on held-out
-images.
+best homography AUC@5px on synthetic pairs of the training photos (a seed the training never used),
+with the refinement the matcher applies by default (``photometric``), is written into the weights'
+config, so every runtime applies it. Never calibrate on held-out images.
 
     python -m loftr_ros.training.calibrate runs/lite/model.pt --data data/train --out lite.pt
 """
@@ -29,10 +29,16 @@ CANDIDATES = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 CALIBRATION_SEED = 424242  # not a training seed
 
 
-def calibrate_min_peak_mass(model: CoarseLoFTR, image_dir: str, pairs_per_image: int = 1,
-                         candidates: Sequence[float] = CANDIDATES,
-                         seed: int = CALIBRATION_SEED) -> Tuple[float, List[Dict[str, float]]]:
-    """Return (best limit, one row of metrics per candidate); 0 means "keep all"."""
+def calibrate_min_peak_mass(model: CoarseLoFTR, image_dir: str, pairs_per_image: int = 3,
+                            candidates: Sequence[float] = CANDIDATES,
+                            seed: int = CALIBRATION_SEED, refinement: str = "photometric"
+                            ) -> Tuple[float, List[Dict[str, float]]]:
+    """Return (best limit, one row of metrics per candidate); 0 means "keep all".
+
+    ``refinement``: ``photometric`` (the default's, on the pair's own images) or ``fine``.
+    """
+    if refinement not in ("photometric", "fine"):
+        raise ValueError(f"refinement must be 'photometric' or 'fine', got {refinement!r}")
     config = model.config
     if config.fine is None:
         raise ValueError(f"preset {config.name!r} has no fine stage to calibrate")
@@ -44,17 +50,18 @@ def calibrate_min_peak_mass(model: CoarseLoFTR, image_dir: str, pairs_per_image:
     counts: Dict[float, List[int]] = {c: [] for c in candidates}
     model.eval()
     for pair in pairs:
+        inputs = [np.asarray(image, dtype=np.float32) / 255.0 for image in (pair.image0,
+                                                                             pair.image1)]
         with torch.no_grad():
-            outputs = model(torch.from_numpy(pair.image0)[None, None].float() / 255.0,
-                            torch.from_numpy(pair.image1)[None, None].float() / 255.0)
+            outputs = model(*(torch.from_numpy(image)[None, None] for image in inputs))
         conf = outputs["conf_matrix"][0].numpy()
         fine0, fine1 = outputs["fine_feat0"][0].numpy(), outputs["fine_feat1"][0].numpy()
         for candidate in candidates:
             trial = dataclasses.replace(
                 config, fine=dataclasses.replace(config.fine, min_peak_mass=float(candidate)))
             options = MatchingOptions(threshold=config.match_threshold,
-                                      border_margin=config.border_margin, refinement="fine")
-            cells = match_confidence(conf, trial, options, fine0, fine1)
+                                      border_margin=config.border_margin, refinement=refinement)
+            cells = match_confidence(conf, trial, options, fine0, fine1, images=tuple(inputs))
             estimate = estimate_homography(cells.keypoints0, cells.keypoints1)
             errors[candidate].append(corner_error(estimate, pair.H_0to1, width, height))
             precisions[candidate].append(precision(cells.keypoints0, cells.keypoints1, pair.H_0to1))
@@ -76,13 +83,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("weights", help="trained weights (loftr_ros format)")
     parser.add_argument("--data", required=True, help="folder of TRAINING photos")
     parser.add_argument("--out", required=True, help="calibrated weights file to write")
-    parser.add_argument("--pairs-per-image", type=int, default=1)
+    parser.add_argument("--pairs-per-image", type=int, default=3)
+    parser.add_argument("--refinement", choices=("photometric", "fine"), default="photometric",
+                        help="refinement the limit is chosen for (the matcher's default)")
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     model, report = load_model(args.weights)
-    best, rows = calibrate_min_peak_mass(model, args.data, args.pairs_per_image)
+    best, rows = calibrate_min_peak_mass(model, args.data, args.pairs_per_image,
+                                         refinement=args.refinement)
     print("| min_peak_mass | AUC@3 | AUC@5 | AUC@10 | precision@3px | matches |")
     print("|---:|---:|---:|---:|---:|---:|")
     for row in rows:
@@ -93,7 +103,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         model.config, fine=dataclasses.replace(model.config.fine, min_peak_mass=best))
     metadata = dict(report.metadata)
     metadata["calibration"] = {"min_peak_mass": best, "data": args.data, "rows": rows,
-                               "seed": CALIBRATION_SEED}
+                               "seed": CALIBRATION_SEED, "refinement": args.refinement,
+                               "pairs_per_image": args.pairs_per_image}
     save_model(model, args.out, metadata)
     print(f"chose min_peak_mass = {best:g}; wrote {args.out}")
     return 0
