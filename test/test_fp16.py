@@ -30,10 +30,12 @@ ort = pytest.importorskip("onnxruntime")
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            "loftr_ros", "weights")
-# Max |conf_fp16 - conf_fp32|. Measured on the real pair: seed 1.2e-3, lite 1.2e-2 (ordinary
-# fp16 rounding in the lite transformer features; keeping the dual-softmax head in fp32 still
-# leaves 1.0e-2). The match-level check below is what decides whether that matters.
-CONF_TOLERANCE = 2e-2
+# Max |conf_fp16 - conf_fp32|. Measured on the real pair: seed 1.4e-3, lite 2.3e-2 (fourth-session
+# weights, whose confidences are sharper, max 0.999; the earlier weights gave 1.2e-2). That is
+# ordinary fp16 rounding in the lite transformer features (keeping the dual-softmax head in fp32
+# left 1.0e-2 with the earlier weights). The match-level check below is what decides whether it
+# matters: fp16 reproduced 163 of 163 fp32 matches within 1 px.
+CONF_TOLERANCE = 3e-2
 HEADROOM = 4.0
 
 
