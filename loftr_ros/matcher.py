@@ -55,19 +55,22 @@ class Matches:
 class Matcher:
     """Thread-safe matcher around one inference runtime. Create with :meth:`create`.
 
-    ``threshold``, ``max_matches``, ``border_margin`` and ``refinement`` may be changed at any time
+    ``threshold``, ``max_matches``, ``border_margin``, ``refinement`` and ``min_peak_mass`` may be
+    changed at any time
     (the ROS node does so from its parameter callback); a change applies to the next ``match``.
     """
 
     def __init__(self, runtime: InferenceRuntime, threshold: Optional[float] = None,
                  max_matches: int = 0, border_margin: Optional[int] = None,
-                 refinement: str = "auto", policy: str = "resize") -> None:
+                 refinement: str = "auto", policy: str = "resize",
+                 min_peak_mass: Optional[float] = None) -> None:
         self.runtime = runtime
         config = runtime.config
         self.options = MatchingOptions(
             threshold=config.match_threshold if threshold is None else float(threshold),
             border_margin=config.border_margin if border_margin is None else int(border_margin),
-            max_matches=int(max_matches), refinement=refinement)
+            max_matches=int(max_matches), refinement=refinement,
+            min_peak_mass=None if min_peak_mass is None else float(min_peak_mass))
         self.policy = policy
         self._lock = threading.Lock()
 
@@ -76,12 +79,14 @@ class Matcher:
                preset: Optional[str] = None, input_size: Optional[Tuple[int, int]] = None,
                threshold: Optional[float] = None, max_matches: int = 0,
                border_margin: Optional[int] = None, refinement: str = "auto",
-               policy: str = "resize", **backend_options: object) -> "Matcher":
+               policy: str = "resize", min_peak_mass: Optional[float] = None,
+               **backend_options: object) -> "Matcher":
         """Build a matcher; see :func:`loftr_ros.runtime.create_runtime` for backend options."""
         runtime = create_runtime(backend=backend, weights=weights, preset=preset,
                                  input_size=input_size, **backend_options)  # type: ignore[arg-type]
         return cls(runtime, threshold=threshold, max_matches=max_matches,
-                   border_margin=border_margin, refinement=refinement, policy=policy)
+                   border_margin=border_margin, refinement=refinement, policy=policy,
+                   min_peak_mass=min_peak_mass)
 
     # ---------------------------------------------------------------- live-tunable settings
     @property
@@ -123,6 +128,18 @@ class Matcher:
     @refinement.setter
     def refinement(self, value: str) -> None:
         self._set_options(refinement=str(value))
+
+    @property
+    def min_peak_mass(self) -> float:
+        """The fine-window filter in force: the model's calibrated ``fine.min_peak_mass`` unless
+        set here (0 = every mutual match; no effect on models without a fine stage)."""
+        if self.options.min_peak_mass is not None:
+            return self.options.min_peak_mass
+        return self.config.fine.min_peak_mass if self.config.fine is not None else 0.0
+
+    @min_peak_mass.setter
+    def min_peak_mass(self, value: float) -> None:
+        self._set_options(min_peak_mass=float(value))
 
     def _set_options(self, **changes: object) -> None:
         new_options = dataclasses.replace(self.options, **changes)  # validates (ValueError)

@@ -37,12 +37,16 @@ class MatchingOptions:
             measured, see the README's model card) when the images are at hand, as they always
             are through :class:`loftr_ros.matcher.Matcher`; else the model's own step (``fine``,
             or ``expectation`` without a fine stage).
+        min_peak_mass: with the fine stage, matches whose fine window holds less probability
+            than this around its peak are dropped; None = the model's calibrated
+            ``fine.min_peak_mass``, 0 = keep every mutual match.
     """
 
     threshold: float = 0.2
     border_margin: int = 2
     max_matches: int = 0
     refinement: str = "auto"
+    min_peak_mass: Optional[float] = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
@@ -51,6 +55,8 @@ class MatchingOptions:
             raise ValueError("border_margin and max_matches must be >= 0")
         if self.refinement not in REFINEMENTS:
             raise ValueError(f"refinement must be one of {REFINEMENTS}, got {self.refinement!r}")
+        if self.min_peak_mass is not None and not 0.0 <= self.min_peak_mass <= 1.0:
+            raise ValueError(f"min_peak_mass must be in [0, 1], got {self.min_peak_mass}")
 
 
 @dataclass
@@ -225,8 +231,10 @@ def match_confidence(conf: np.ndarray, config: ModelConfig, options: MatchingOpt
             raise ValueError("refinement 'fine' needs a model with a fine stage")
         keypoints1, peak_mass = refine_with_fine_features(fine_feat0, fine_feat1, indices0,
                                                           indices1, grid_w, config)
-        if config.fine.min_peak_mass > 0:
-            sharp = peak_mass >= config.fine.min_peak_mass
+        limit = (config.fine.min_peak_mass if options.min_peak_mass is None
+                 else options.min_peak_mass)
+        if limit > 0:
+            sharp = peak_mass >= limit
             indices0, indices1, keypoints0 = indices0[sharp], indices1[sharp], keypoints0[sharp]
             keypoints1, scores = keypoints1[sharp], scores[sharp]
     elif refinement == "expectation":

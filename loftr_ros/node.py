@@ -51,6 +51,8 @@ _ROS_TYPES = {api.STRING: ParameterType.PARAMETER_STRING, api.BOOL: ParameterTyp
               api.INTEGER: ParameterType.PARAMETER_INTEGER,
               api.DOUBLE: ParameterType.PARAMETER_DOUBLE}
 _LOG_THROTTLE_S = 5.0
+#: live parameters that are settings of the Matcher (same names)
+_MATCHER_PARAMETERS = ("threshold", "max_matches", "border_margin", "min_peak_mass")
 
 
 class StartupError(RuntimeError):
@@ -198,7 +200,7 @@ class MatcherNode(Node):
                 if problem:
                     raise StartupError(problem)
                 self._params[spec.name] = value
-        for name in ("threshold", "max_matches", "border_margin"):
+        for name in _MATCHER_PARAMETERS:
             setattr(self.matcher, name, self._params[name])
 
     def _on_set_parameters(self, params: List[Any]) -> SetParametersResult:
@@ -211,7 +213,7 @@ class MatcherNode(Node):
             if problem:
                 return SetParametersResult(successful=False, reason=problem)
         for param in params:
-            if param.name in ("threshold", "max_matches", "border_margin"):
+            if param.name in _MATCHER_PARAMETERS:
                 setattr(self.matcher, param.name, param.value)
             if param.name in api.PARAMETERS_BY_NAME:
                 self._params[param.name] = param.value

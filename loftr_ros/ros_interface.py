@@ -182,6 +182,10 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
     ParameterSpec("max_matches", INTEGER, 0,
                   "keep at most this many matches (highest scores); 0 = unlimited",
                   range=(0, 100000, 0), read_only=False, dynamic=True),
+    ParameterSpec("min_peak_mass", DOUBLE, FROM_MODEL,
+                  "fine stage: drop matches whose fine window holds less probability than this "
+                  "around its peak; default = the value calibrated for the model, 0 = keep all",
+                  range=(0.0, 1.0, 0.0), read_only=False, dynamic=True),
     ParameterSpec("border_margin", INTEGER, FROM_MODEL,
                   "ignore matches within this many coarse cells of the image border",
                   range=(0, 16, 1), read_only=False, dynamic=True),

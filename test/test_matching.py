@@ -125,6 +125,8 @@ def test_wrong_matrix_shape_is_rejected() -> None:
 
 
 def test_options_are_validated() -> None:
+    with pytest.raises(ValueError, match="min_peak_mass"):
+        MatchingOptions(min_peak_mass=1.5)
     with pytest.raises(ValueError):
         MatchingOptions(threshold=1.5)
     with pytest.raises(ValueError):
@@ -160,6 +162,11 @@ def test_fine_refinement_finds_the_peak_and_drops_ambiguous_matches() -> None:
     np.testing.assert_allclose(both.keypoints1[0], [36.0, 32.0], atol=0.1)  # 4 px right of (32,32)
     kept = match_confidence(conf, config, options, fine0, fine1)
     assert kept.indices0.tolist() == [a] and kept.scores.tolist() == [pytest.approx(0.9)]
+    # the option overrides the model's limit: 0 keeps both, 0.5 again only the sharp one
+    overridden = dataclasses.replace(options, min_peak_mass=0.0)
+    assert match_confidence(conf, config, overridden, fine0, fine1).indices0.tolist() == [a, b]
+    stricter = dataclasses.replace(options, min_peak_mass=0.5)
+    assert match_confidence(conf, unfiltered, stricter, fine0, fine1).indices0.tolist() == [a]
 
 
 def test_fine_refinement_with_no_matches() -> None:

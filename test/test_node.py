@@ -34,8 +34,10 @@ pytestmark = pytest.mark.ros
 # Accuracy of the model the node runs, against the known homography: the share of a frame's
 # matches within TOLERANCE_PX must reach MIN_INLIER_FRACTION on most frames. The node runs the
 # bundled default model (lite, with its learned fine stage). Measured with it on these frames
-# (Matcher, onnxruntime): 85-92% of the matches within 3 px, 91-95% within 4 px. Without the
-# bundled model (a broken install) the seed model is used, whose 16-px cells would fail this.
+# (Matcher, onnxruntime, frame 0 against frames 1-11): 99-100% of the matches within 3 px with its
+# calibrated min_peak_mass (406-531 matches), 94-97% with min_peak_mass 0 (737-948 matches).
+# Without the bundled model (a broken install) the seed model is used, whose 16-px cells would
+# fail this.
 TOLERANCE_PX = 4.0
 MIN_INLIER_FRACTION = 0.8
 MIN_MATCHES = 20
@@ -270,6 +272,13 @@ def test_dynamic_parameters_apply_live(client, node, frames):
     assert set_parameters(client, backend="torch") == [False], "read-only"
     assert get_parameters(client, "threshold", "backend") == [1.0, "onnxruntime"]
     assert set_parameters(client, threshold=default_threshold) == [True]
+    (default_mass,) = get_parameters(client, "min_peak_mass")
+    assert 0.0 < default_mass <= 1.0, "the bundled model's calibrated limit"
+    kept = matches_from_msg(send_and_wait(client, node, frame_msg(images[4], 202)))
+    assert set_parameters(client, min_peak_mass=0.0) == [True]
+    every = matches_from_msg(send_and_wait(client, node, frame_msg(images[4], 203)))
+    assert len(every.scores) > len(kept.scores) > 0, "0 keeps every mutual match"
+    assert set_parameters(client, min_peak_mass=default_mass) == [True]
 
 
 def bad_inputs():

@@ -59,9 +59,11 @@ def test_parameter_set():
     for required in ("backend", "weights", "preset", "onnx_path", "engine_path",
                      "engine_cache_dir", "fp16", "allow_backend_fallback", "input_width",
                      "input_height", "threshold", "max_matches", "border_margin", "refinement",
+                     "min_peak_mass",
                      "image_qos", "auto_reference", "publish_debug_image", "diagnostics_period"):
         assert required in names
-    assert {"threshold", "max_matches", "border_margin", "publish_debug_image"} <= set(
+    assert {"threshold", "max_matches", "border_margin", "min_peak_mass",
+            "publish_debug_image"} <= set(
         api.DYNAMIC_PARAMETERS)
     for name in ("backend", "weights", "preset", "allow_backend_fallback", "input_width",
                  "input_height", "image_qos"):
