@@ -56,8 +56,8 @@ class Matcher:
     """Thread-safe matcher around one inference runtime. Create with :meth:`create`.
 
     ``threshold``, ``max_matches``, ``border_margin``, ``refinement`` and ``min_peak_mass`` may be
-    changed at any time
-    (the ROS node does so from its parameter callback); a change applies to the next ``match``.
+    changed at any time (the ROS node does so from its parameter callback); a change applies to
+    the next ``match``.
     """
 
     def __init__(self, runtime: InferenceRuntime, threshold: Optional[float] = None,
