@@ -4,9 +4,9 @@ No BLAS call on purpose (``np.einsum`` without ``optimize`` and closed forms, no
 ``linalg`` solvers): OpenBLAS worker threads spin after a call and slowed the next inference of
 the same process from about 50 to about 85 ms on 2 cores. For speed, per-match arrays keep their
 long axis last (x and y apart, never a trailing axis of 2, which makes numpy loop over pairs), the
-window sums of an iteration come from one ``einsum`` pass, and the matches are shared out among
-a few threads (numpy and OpenCV release the GIL): about 16 ms for 630 matches on 2 cores, where
-a first version took about 40.
+window sums of an iteration come from one ``einsum`` pass, the neighbours come from a k-d tree,
+and large sets of matches are shared out among a few threads (numpy and OpenCV release the GIL):
+about 16 ms for 640 matches on 2 cores, where a first version took about 40.
 
 The learned fine stage places most matches within a few pixels of the truth but few within one
 (it works on stride-4 features). This step takes each match the rest of the way with the images
@@ -40,15 +40,18 @@ from typing import Dict, Tuple
 import cv2
 import numpy as np
 
-#: rows of the pairwise-distance matrix computed at once when finding neighbours
-_NEIGHBOUR_CHUNK = 512
+#: FLANN's exact single k-d tree (cvflann::FLANN_INDEX_KDTREE_SINGLE) and its leaf size
+_FLANN_KDTREE_SINGLE = 4
+_FLANN_LEAF_SIZE = 10
 #: one grey level of an 8-bit image, in [0, 1] units
 _GREY_LEVEL = 1.0 / 255.0
 #: least-squares fits of a local affine: one unweighted, three Cauchy-reweighted, one on the
 #: neighbours within the gate (whose final count decides whether the affine is usable)
 _AFFINE_ROUNDS = 5
-#: below this many matches per thread, sharing out the work costs more than it saves
-_MIN_ROWS_PER_WORKER = 128
+#: each thread takes at least this many matches. In Matcher.match calls on 2 cores (where
+#: onnxruntime's threads still spin after the inference) two threads were slower than one below
+#: about 600 matches: numpy's per-call overhead holds the GIL
+_MIN_ROWS_PER_WORKER = 300
 
 _POOLS: Dict[int, ThreadPoolExecutor] = {}
 _POOL_LOCK = threading.Lock()
@@ -71,7 +74,8 @@ class PhotometricSettings:
             default: on the validation pairs 0.05 refined a third fewer matches and left fewer
             within 0.5 px (26% instead of 29%); the NCC tests already catch bad slides.
         workers: threads that share out the matches (numpy and OpenCV release the GIL for
-            most of the work); 2 cuts the time by about a third on 2 cores.
+            most of the work), each taking at least 300; on 2 cores, 2 threads cut the time
+            for 800 matches by about a fifth.
     """
 
     patch_radius: int = 7
@@ -131,19 +135,21 @@ def _fit_affines(products: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 def nearest_neighbours(points: np.ndarray, count: int, rows: slice = slice(None)) -> np.ndarray:
     """Indices [R,count] of the ``count`` points nearest to each of ``points[rows]`` (itself
-    included; ``points`` [N,2], ``count`` <= N), in no particular order (ties: any of them)."""
-    points = np.asarray(points, dtype=np.float32)
-    queries = points[rows]
+    included; ``points`` [N,2], ``count`` <= N), in no particular order (ties: any of them).
+
+    An exact k-d tree search (OpenCV's FLANN single k-d tree): about 0.3 ms for 400 points, where
+    the pairwise-distance matrix and ``argpartition`` took about 1.6 ms.
+    """
+    points = np.ascontiguousarray(points, dtype=np.float32)
+    queries = np.ascontiguousarray(points[rows])
     if count >= len(points):
         return np.tile(np.arange(len(points)), (len(queries), 1))
-    nearest = np.empty((len(queries), count), dtype=np.int64)
-    for start in range(0, len(queries), _NEIGHBOUR_CHUNK):
-        block = queries[start:start + _NEIGHBOUR_CHUNK]
-        distances = ((block[:, None, 0] - points[None, :, 0]) ** 2
-                     + (block[:, None, 1] - points[None, :, 1]) ** 2)
-        nearest[start:start + len(block)] = np.argpartition(distances, count - 1,
-                                                            axis=1)[:, :count]
-    return nearest
+    if len(queries) == 0:
+        return np.zeros((0, count), dtype=np.int64)
+    tree = cv2.flann_Index(points, {"algorithm": _FLANN_KDTREE_SINGLE,
+                                    "leaf_max_size": _FLANN_LEAF_SIZE})
+    nearest, _ = tree.knnSearch(queries, count, params={})
+    return nearest.astype(np.int64)
 
 
 def local_affines(keypoints0: np.ndarray, keypoints1: np.ndarray, neighbours: int,
@@ -378,7 +384,7 @@ def refine_photometric(image0: np.ndarray, image1: np.ndarray, keypoints0: np.nd
         return refined, moved
     images = (image0, image1, cv2.pyrDown(image0), cv2.pyrDown(image1))
     points0, points1 = keypoints0[finite], keypoints1[finite]
-    parts = min(settings.workers, -(-len(finite) // _MIN_ROWS_PER_WORKER))
+    parts = max(1, min(settings.workers, len(finite) // _MIN_ROWS_PER_WORKER))
     bounds = np.linspace(0, len(finite), parts + 1).astype(int)
     chunks = [slice(bounds[i], bounds[i + 1]) for i in range(parts)]
     if parts == 1:

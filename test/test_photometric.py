@@ -9,7 +9,12 @@ import pytest
 
 from loftr_ros.matching import MatchingOptions, match_confidence
 from loftr_ros.model.presets import get_preset
-from loftr_ros.photometric import PhotometricSettings, local_affines, refine_photometric
+from loftr_ros.photometric import (
+    PhotometricSettings,
+    local_affines,
+    nearest_neighbours,
+    refine_photometric,
+)
 
 SIZE = (320, 240)   # width, height
 
@@ -46,6 +51,32 @@ def _warp(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 def _truth(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+@pytest.mark.parametrize("layout", ["random", "grid"])
+def test_nearest_neighbours_are_the_exact_nearest(layout: str) -> None:
+    """The k-d tree finds the same neighbour distances as brute force: on random points, and on
+    grid points (the matcher's image-0 keypoints) where many distances tie; ``rows`` picks the
+    queries, and a count of at least N gives every point."""
+    rng = np.random.default_rng(3)
+    if layout == "random":
+        points = rng.uniform(0, 640, (300, 2))
+    else:
+        cells = rng.choice(80 * 60, 300, replace=False)
+        points = np.stack([cells % 80, cells // 80], axis=1) * 8.0
+    count = 20
+    distances = ((points[:, None] - points[None]) ** 2).sum(-1)
+    expected = np.sort(distances, axis=1)[:, :count]
+    nearest = nearest_neighbours(points, count)
+    assert nearest.shape == (300, count) and nearest.dtype == np.int64
+    assert all(len(set(row)) == count for row in nearest)
+    found = np.sort(np.take_along_axis(distances, nearest, axis=1), axis=1)
+    np.testing.assert_allclose(found, expected)
+    np.testing.assert_array_equal(nearest_neighbours(points, count, slice(100, 130)),
+                                  nearest[100:130])
+    assert nearest_neighbours(points, count, slice(0, 0)).shape == (0, count)
+    everyone = nearest_neighbours(points[:5], 8)
+    assert everyone.shape == (5, 5) and all(sorted(row) == list(range(5)) for row in everyone)
 
 
 def test_local_affines_recover_the_map_despite_wrong_neighbours() -> None:
@@ -85,13 +116,13 @@ def test_refinement_brings_noisy_matches_to_sub_pixel() -> None:
 
 
 def test_sharing_the_matches_among_threads_does_not_change_the_result() -> None:
-    """450 matches: one thread, or 2 and 3 (each takes a block of rows, and the local affines
-    still see every match). Only OpenCV's interpolation rounding may differ."""
+    """1,092 matches: one thread, or 2 and 3 (each takes a block of at least 300 rows, and the
+    local affines still see every match). Only OpenCV's interpolation rounding may differ."""
     matrix = _affine(angle_deg=7.0)
     image0 = _texture(5)
     image1 = _warp(image0, matrix)
-    points0 = _grid_points(step=8)
-    assert len(points0) > 3 * 128
+    points0 = _grid_points(step=5)
+    assert len(points0) >= 3 * 300
     noisy = _truth(points0, matrix) + np.random.default_rng(4).uniform(-2, 2, points0.shape)
     alone, moved_alone = refine_photometric(image0, image1, points0, noisy,
                                             PhotometricSettings(workers=1))

@@ -67,10 +67,14 @@ class OnnxRuntime(InferenceRuntime):
         if threads:
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
-        # Idle intra-op threads spin after each run (onnxruntime's default). Turning that off
-        # ("session.intra_op.allow_spinning" = "0") sped up the post-processing of a bare
-        # Matcher.match loop (24 -> 17 ms) but made the node far slower on a 2-core VM
-        # (bench_node latency p95 75-82 -> 500-870 ms), so it stays on.
+        # Idle intra-op threads spin after each run (onnxruntime's default), and that stays on.
+        # On a 2-core VM, turning it off made the node far slower though a bare Matcher.match
+        # loop got faster:
+        # - "session.intra_op.allow_spinning" = "0": match post-processing 24 -> 17 ms, but
+        #   bench_node latency p95 75-82 -> 500-870 ms;
+        # - "session.force_spinning_stop" = "1" (spin within a run only): whole match about
+        #   5 ms faster, but bench_node latency p50 65-70 -> 142-162 ms, p95 84 -> 629-1253 ms,
+        #   nearly all of it outside the Matcher call.
         available = onnxruntime.get_available_providers()
         if providers is None:
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
