@@ -6,6 +6,11 @@ diagnostics timer); one worker thread runs inference. The image callback only st
 in a :class:`~loftr_ros.frame_pipeline.NewestFrameSlot`, so frames arriving during inference
 replace the pending one (counted as dropped) and are never queued.
 
+A model that cannot be loaded (missing or corrupt weights, an engine built for another GPU or
+TensorRT version, an unusable backend) does not stop the node: it logs why, reports it on
+``/diagnostics`` (level ERROR), fails ``set_reference`` with the reason and ignores frames until it
+is restarted with working model parameters. A bad parameter value does stop the start-up (exit 2).
+
 Never imports torch unless ``backend`` is ``torch`` (a Jetson Nano has 2 GB for CPU and GPU);
 ``/diagnostics`` reports whether torch is loaded, from this process's ``sys.modules``.
 """
@@ -56,7 +61,7 @@ _MATCHER_PARAMETERS = ("threshold", "max_matches", "border_margin", "min_peak_ma
 
 
 class StartupError(RuntimeError):
-    """The node cannot start (bad parameter, missing model files, unusable backend)."""
+    """A parameter value the node cannot start with (the model's own problems do not stop it)."""
 
 
 def qos_profile(kind: str) -> QoSProfile:
@@ -108,16 +113,21 @@ def model_file(params: Dict[str, Any]) -> Optional[str]:
     return params["weights"] or None
 
 
+def input_size_parameter(params: Dict[str, Any]) -> Optional[tuple]:
+    """``(input_width, input_height)``, or None when both are 0; StartupError when one is."""
+    if not (params["input_width"] or params["input_height"]):
+        return None
+    if not (params["input_width"] and params["input_height"]):
+        raise StartupError("set both input_width and input_height (or leave both 0)")
+    return (params["input_width"], params["input_height"])
+
+
 def create_matcher(params: Dict[str, Any]) -> Any:
     """Build the Matcher from the node's read-only parameters (imported here: the torch backend
     is the only one that loads torch)."""
     from loftr_ros.matcher import Matcher
 
-    input_size = None
-    if params["input_width"] or params["input_height"]:
-        if not (params["input_width"] and params["input_height"]):
-            raise StartupError("set both input_width and input_height (or leave both 0)")
-        input_size = (params["input_width"], params["input_height"])
+    input_size = input_size_parameter(params)
     return Matcher.create(
         backend=params["backend"], weights=model_file(params), preset=params["preset"] or None,
         input_size=input_size, refinement=params["refinement"],
@@ -135,10 +145,17 @@ class MatcherNode(Node):
     def __init__(self, matcher: Any = None, **node_kwargs: Any) -> None:
         super().__init__(api.NODE_NAME, **node_kwargs)
         self._params = self._declare_static_parameters()
-        self.matcher = matcher if matcher is not None else create_matcher(self._params)
-        self._declare_dynamic_parameters()
-        self.backend_name = str(self.matcher.backend_name)
-        self.model_name = str(self.matcher.config.name)
+        input_size_parameter(self._params)  # a bad parameter value stops the start-up
+        #: why no model is loaded (None once one is): missing or corrupt weights, an engine for
+        #: another GPU, an unusable backend. The node then keeps running without matching.
+        self.model_error: Optional[str] = None
+        if matcher is None:
+            matcher = self._load_matcher()
+        self.matcher = matcher
+        if matcher is not None:
+            self._declare_dynamic_parameters()
+        self.backend_name = str(matcher.backend_name) if matcher is not None else "none"
+        self.model_name = str(matcher.config.name) if matcher is not None else "none"
 
         self.converter = ImageConverter()
         self.stats = PipelineStats()
@@ -158,7 +175,7 @@ class MatcherNode(Node):
         self.reference_pub = self.create_publisher(Image, api.REFERENCE_IMAGE_TOPIC,
                                                    qos_profile(api.QOS_LATCHED))
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, api.DIAGNOSTICS_TOPIC,
-                                                     QoSProfile(depth=10))
+                                                     qos_profile(api.QOS_RELIABLE))
         self.image_sub = self.create_subscription(
             Image, api.IMAGE_TOPIC, self._on_image, qos_profile(self._params["image_qos"]))
         self.reference_srv = self.create_service(Trigger, api.SET_REFERENCE_SERVICE,
@@ -170,11 +187,29 @@ class MatcherNode(Node):
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="loftr_inference", daemon=True)
         self._worker.start()
+        if self.matcher is None:
+            self.get_logger().error(
+                f"no model loaded: {self.model_error}. The node keeps running: set_reference "
+                f"fails and frames on {self.image_sub.topic_name} are ignored until it is "
+                "restarted with working model parameters")
+            return
         self.get_logger().info(
             f"ready: backend {self.matcher.runtime.description}, model {self.model_name}, "
             f"refinement {self.matcher.refinement}, image QoS "
             f"{self._params['image_qos']}, listening on {self.image_sub.topic_name}; "
             f"{self.converter.description}")
+
+    def _load_matcher(self) -> Any:
+        """The Matcher the parameters name, or None (reason in ``model_error``) when the model
+        cannot be loaded. Real bugs still raise."""
+        try:
+            return create_matcher(self._params)
+        except Exception as exc:
+            problem = _startup_problem(exc)
+            if problem is None or os.environ.get("LOFTR_ROS_DEBUG"):
+                raise
+            self.model_error = problem
+            return None
 
     # -- parameters ---------------------------------------------------------------------------
 
@@ -213,7 +248,7 @@ class MatcherNode(Node):
             if problem:
                 return SetParametersResult(successful=False, reason=problem)
         for param in params:
-            if param.name in _MATCHER_PARAMETERS:
+            if param.name in _MATCHER_PARAMETERS and self.matcher is not None:
                 setattr(self.matcher, param.name, param.value)
             if param.name in api.PARAMETERS_BY_NAME:
                 self._params[param.name] = param.value
@@ -232,6 +267,11 @@ class MatcherNode(Node):
     def _on_set_reference(self, request: Trigger.Request, response: Trigger.Response
                           ) -> Trigger.Response:
         """Make the newest received frame the reference; fail clearly when there is none."""
+        if self.matcher is None:
+            response.success = False
+            response.message = (f"no model loaded ({self.model_error}); fix the model "
+                                "parameters and restart the node")
+            return response
         with self._lock:
             msg = self._latest_msg
         if msg is None:
@@ -280,6 +320,10 @@ class MatcherNode(Node):
                                         throttle_duration_sec=_LOG_THROTTLE_S)
 
     def _process(self, msg: Image, received: float) -> None:
+        if self.matcher is None:
+            self.get_logger().error(f"frame ignored: no model loaded ({self.model_error})",
+                                    throttle_duration_sec=_LOG_THROTTLE_S)
+            return
         try:
             image = self.converter.to_matching_image(msg)
         except ImageConversionError as exc:
@@ -347,7 +391,10 @@ class MatcherNode(Node):
             api.DIAG_TORCH_LOADED: str("torch" in sys.modules).lower(),
         }
         status = DiagnosticStatus(name=api.DIAGNOSTIC_NAME, hardware_id=api.DIAGNOSTIC_HARDWARE_ID)
-        if reference is None:
+        if self.matcher is None:
+            status.level = DiagnosticStatus.ERROR
+            status.message = f"no model loaded: {self.model_error}"
+        elif reference is None:
             status.level, status.message = DiagnosticStatus.WARN, "no reference frame yet"
         elif counts["errors"] and counts["processed"] == 0:
             status.level, status.message = DiagnosticStatus.ERROR, "every frame failed so far"
@@ -364,7 +411,7 @@ class MatcherNode(Node):
         self.slot.close()
         if self._worker.is_alive():
             self._worker.join(timeout=5.0)
-        close = getattr(self.matcher, "close", None)
+        close = getattr(self.matcher, "close", None) if self.matcher is not None else None
         if close is not None:
             close()
 
@@ -385,7 +432,9 @@ def _startup_problem(exc: BaseException) -> Optional[str]:
 
 
 def main(args: Optional[List[str]] = None) -> int:
-    """Entry point of ``matcher_node``. Exit 0 on Ctrl-C / SIGTERM, 2 when it cannot start."""
+    """Entry point of ``matcher_node``. Exit 0 on Ctrl-C / SIGTERM, 2 when a parameter value
+    stops the start-up. A model that cannot be loaded does not: the node then runs without one
+    (``MatcherNode.model_error``)."""
     from rclpy.executors import ExternalShutdownException
 
     try:

@@ -79,9 +79,9 @@ TOPICS: Tuple[TopicSpec, ...] = (
               "with count, FPS, latency, backend; drawn only while someone subscribes"),
     TopicSpec(PUB, REFERENCE_IMAGE_TOPIC, "sensor_msgs/msg/Image", QOS_LATCHED,
               "the current reference frame as received (latched: late subscribers get it)"),
-    TopicSpec(PUB, DIAGNOSTICS_TOPIC, "diagnostic_msgs/msg/DiagnosticArray", QOS_SYSTEM_DEFAULT,
+    TopicSpec(PUB, DIAGNOSTICS_TOPIC, "diagnostic_msgs/msg/DiagnosticArray", QOS_RELIABLE,
               "every `diagnostics_period` s: rate, latency, dropped frames, errors, backend, "
-              "model, reference age"),
+              "model, reference age; level ERROR with the reason when no model could be loaded"),
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -157,7 +157,8 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
                   "model preset name; empty = the one recorded in the weights"),
     ParameterSpec("onnx_path", STRING, "",
                   "ONNX file for onnxruntime/tensorrt (wins over `weights` for them); empty = "
-                  "`weights` if it is .onnx, else the bundled ONNX"),
+                  "`weights` (then an .onnx file or an engine for these backends), or the "
+                  "bundled ONNX when `weights` is empty too"),
     ParameterSpec("engine_path", STRING, "",
                   "serialized TensorRT engine (wins over `onnx_path`); empty = built from the "
                   "ONNX model and cached in `engine_cache_dir`"),
@@ -168,8 +169,9 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
                   "CPU threads of onnxruntime / torch; 0 = the library's default",
                   range=(0, 256, 0)),
     ParameterSpec("allow_backend_fallback", BOOL, False,
-                  "if the chosen backend cannot start, fall back to the next one (logged) "
-                  "instead of exiting"),
+                  "if TensorRT cannot be used (not installed, no GPU, an ONNX it cannot build), "
+                  "fall back to onnxruntime (logged) instead of running without a model; never "
+                  "for an engine file"),
     ParameterSpec("input_width", INTEGER, 0,
                   "model input width in pixels (multiple of the coarse stride); 0 = from model",
                   range=(0, 4096, 0)),

@@ -1,4 +1,5 @@
-"""matcher_node start-up failures (one clear line, exit 2) and image_player as a process."""
+"""matcher_node start-up: bad parameter values (one clear line, exit 2), a model that cannot be
+loaded (the node keeps running and says why), and image_player as a process."""
 import os
 import time
 
@@ -25,19 +26,72 @@ def run_until_exit(process, timeout=60.0):
 
 
 @pytest.mark.parametrize("ros_args, words", [
-    (["-p", "weights:=/nonexistent/model.onnx"], "/nonexistent/model.onnx"),
     (["-p", "backend:=cuda"], "backend must be one of"),
     (["-p", "image_qos:=fast"], "image_qos must be one of"),
     (["-p", "threshold:=2.0"], "threshold"),
     (["-p", "input_width:=320"], "input_height"),
-], ids=["missing-weights", "bad-backend", "bad-qos", "threshold-range", "half-input-size"])
-def test_startup_failure_is_one_clear_line(ros_args, words):
+], ids=["bad-backend", "bad-qos", "threshold-range", "half-input-size"])
+def test_bad_parameter_value_stops_the_start_with_one_clear_line(ros_args, words):
     args = ["-p", "backend:=onnxruntime"] + model_ros_args() + ros_args
     code, output = run_until_exit(RosProcess("loftr_ros.node", ros_args=args))
     assert code == 2, output
     assert "Traceback" not in output
     errors = [line for line in output.splitlines() if "cannot start" in line]
     assert len(errors) == 1 and words in errors[0], output
+
+
+@pytest.mark.parametrize("problem", ["missing", "corrupt"])
+def test_node_without_a_loadable_model_keeps_running_and_says_why(problem, tmp_path):
+    """Missing or corrupt weights: one clear error line, the node stays up, /diagnostics reports
+    ERROR with the reason, set_reference fails with it, frames are ignored, Ctrl-C exits 0."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+    from ros_helpers import diagnostic_values
+    from std_srvs.srv import Trigger
+
+    from loftr_ros import ros_interface as api
+    from loftr_ros.image_conversion import array_to_image_msg
+
+    weights = tmp_path / "model.onnx"
+    if problem == "corrupt":
+        weights.write_bytes(b"not an onnx graph" * 100)
+    namespace = f"/no_model_{problem}"
+    client = RosClient(f"no_model_{problem}_client")
+    diagnostics = client.collect(DiagnosticArray, "/diagnostics")
+    camera = client.node.create_publisher(Image, f"{namespace}/image", QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
+    node = RosProcess("loftr_ros.node", name="matcher_node", ros_args=[
+        "-r", f"__ns:={namespace}", "-p", "backend:=onnxruntime", "-p", f"weights:={weights}",
+        "-p", "diagnostics_period:=0.3"])
+    try:
+        def error_status():
+            for msg in diagnostics.snapshot():
+                for status in msg.status:
+                    if status.name == api.DIAGNOSTIC_NAME and status.level == \
+                            DiagnosticStatus.ERROR:
+                        return status
+            return None
+
+        status = wait_for(error_status, 60.0, process=node)
+        assert status is not None, node.output()
+        assert "no model loaded" in status.message and str(weights) in status.message
+        assert diagnostic_values(diagnostics.snapshot()[-1])[api.DIAG_BACKEND] == "none"
+        frame = array_to_image_msg(np.full((480, 640), 128, np.uint8), "mono8")
+        for _ in range(5):
+            camera.publish(frame)
+            time.sleep(0.1)
+        response = client.call(Trigger, f"{namespace}/{api.NODE_NAME}/set_reference",
+                                timeout=10.0)
+        assert not response.success and str(weights) in response.message, response.message
+        assert node.alive(), node.output()
+    finally:
+        client.close()
+        code = node.stop()
+        output = node.output()
+        node.cleanup()
+    assert code == 0, output
+    assert "Traceback" not in output and "cannot start" not in output, output
+    errors = [line for line in output.splitlines() if "no model loaded" in line]
+    assert errors and str(weights) in errors[0], output
 
 
 def test_image_player_publishes_a_folder(tmp_path):
