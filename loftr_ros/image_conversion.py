@@ -41,6 +41,10 @@ class EmptyImageError(ImageConversionError):
     """Width or height is zero."""
 
 
+class TinyImageError(ImageConversionError):
+    """A side shorter than ``loftr_ros.preprocess.MIN_IMAGE_SIDE`` (too small to match)."""
+
+
 class MalformedImageError(ImageConversionError):
     """``step`` too small, ``data`` shorter than ``step * height``, odd YUV width, too large."""
 
@@ -266,7 +270,14 @@ class ImageConverter:
         return image_msg_to_array(msg)
 
     def to_matching_image(self, msg: Any) -> np.ndarray:
-        """uint8 gray ``[H, W]`` or BGR ``[H, W, 3]`` for the matcher and the debug image."""
+        """uint8 gray ``[H, W]`` or BGR ``[H, W, 3]`` for the matcher and the debug image.
+        TinyImageError for a frame the matcher refuses (a side below ``MIN_IMAGE_SIDE``)."""
+        from loftr_ros.preprocess import MIN_IMAGE_SIDE
+
+        width, height = int(msg.width), int(msg.height)
+        if 0 < width < MIN_IMAGE_SIDE or 0 < height < MIN_IMAGE_SIDE:
+            raise TinyImageError(f"image {width}x{height} is too small to match: each side "
+                                 f"needs at least {MIN_IMAGE_SIDE} pixels")
         return array_to_matching_image(self.to_array(msg), msg.encoding)
 
 

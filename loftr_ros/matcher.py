@@ -4,7 +4,7 @@ Example::
 
     from loftr_ros.matcher import Matcher
     m = Matcher.create(backend="onnxruntime", weights=None)   # None = bundled default model
-    res = m.match(img0, img1)          # uint8 gray or BGR, any size
+    res = m.match(img0, img1)          # uint8 gray or BGR, any size from 32x32
     res.keypoints0, res.keypoints1     # float32 [N,2], pixels of the ORIGINAL images
     res.scores                         # float32 [N]
 """
@@ -153,7 +153,8 @@ class Matcher:
         return prepare(image, self.runtime.input_size, self.policy)
 
     def match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
-        """Match two uint8 gray/BGR images of any size (see :class:`Matches`)."""
+        """Match two uint8 gray/BGR images of any size from ``MIN_IMAGE_SIDE`` (32) pixels a side
+        (see :class:`Matches`); ValueError for a smaller one."""
         started = time.perf_counter()
         input0, transform0 = self.prepare(image0)
         input1, transform1 = self.prepare(image1)

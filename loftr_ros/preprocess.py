@@ -3,11 +3,10 @@
 Policy (``resize``, the default): the frame is converted to grayscale and resized to exactly the
 model input size, each axis independently. A model-input pixel (x, y) then maps back to the original
 frame as ``(x * sx, y * sy)`` with ``sx = W_orig / W_in``, ``sy = H_orig / H_in`` — the
-corner-aligned
-convention, where pixel k's footprint starts at k (OpenCV's ``resize`` samples pixel centres, whose
-half-pixel shift is below a coarse cell and inside the matcher's error; the map is the one LoFTR
-itself uses, model-spec §1.6). Non-matching aspect ratios are stretched, not cropped, so every
-original pixel stays visible to the matcher.
+corner-aligned convention, where pixel k's footprint starts at k (OpenCV's ``resize`` samples
+pixel centres, whose half-pixel shift is below a coarse cell and inside the matcher's error; the
+map is the one LoFTR itself uses, model-spec §1.6). Non-matching aspect ratios are stretched,
+not cropped, so every original pixel stays visible to the matcher.
 
 Policy ``letterbox``: the frame is scaled uniformly to fit, and padded (zeros) at the right/bottom;
 the inverse is ``(x * s, y * s)`` and points in the padding are dropped by the caller.
@@ -21,6 +20,10 @@ import cv2
 import numpy as np
 
 POLICIES = ("resize", "letterbox")
+
+#: frames with a side shorter than this are refused as too small to match: scaled up to the
+#: model input, a thumbnail has no detail at the scale of the coarse cells
+MIN_IMAGE_SIDE = 32
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,8 @@ def to_gray(image: np.ndarray) -> np.ndarray:
 
 def prepare(image: np.ndarray, input_size: Tuple[int, int], policy: str = "resize"
             ) -> Tuple[np.ndarray, InputTransform]:
-    """Frame (uint8 gray/BGR, any size >= 1x1) -> (float32 [1,1,H,W] in [0,1], transform).
+    """Frame (uint8 gray/BGR, each side at least ``MIN_IMAGE_SIDE``) -> (float32 [1,1,H,W] in
+    [0,1], transform). ValueError for a smaller or empty frame.
 
     RGB frames must be passed as BGR or gray (the ROS converter does this); the grayscale weights
     differ but matching is insensitive to the channel order.
@@ -84,6 +88,9 @@ def prepare(image: np.ndarray, input_size: Tuple[int, int], policy: str = "resiz
     height, width = gray.shape
     if width < 1 or height < 1:
         raise ValueError(f"empty image ({width}x{height})")
+    if width < MIN_IMAGE_SIDE or height < MIN_IMAGE_SIDE:
+        raise ValueError(f"image {width}x{height} is too small to match: each side needs at "
+                         f"least {MIN_IMAGE_SIDE} pixels")
     input_w, input_h = input_size
     if policy == "resize":
         scale = (width / input_w, height / input_h)

@@ -66,7 +66,8 @@ TOPICS: Tuple[TopicSpec, ...] = (
     TopicSpec(SUB, IMAGE_TOPIC, "sensor_msgs/msg/Image", QOS_FROM_PARAMETER,
               "camera frames; remap to the camera (launch argument `camera_topic`). Newest frame "
               "wins: frames arriving during inference replace the pending one (counted as "
-              "dropped)"),
+              "dropped). Frames with a side under 32 px, empty, malformed or in an unsupported "
+              "encoding are skipped (counted as rejected) with a throttled warning"),
     TopicSpec(SRV, SET_REFERENCE_SERVICE, "std_srvs/srv/Trigger", "services_default",
               "the newest received frame becomes the reference; fails with a clear message when "
               "no frame was received yet; the message names the reference stamp and size"),

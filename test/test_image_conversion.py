@@ -65,11 +65,11 @@ def test_decoded_array_does_not_alias_message():
 
 @pytest.mark.parametrize("encoding", MAIN_ENCODINGS)
 def test_matching_image_is_uint8_gray_or_bgr(encoding):
-    pixels = sample(encoding, height=6, width=8)
+    pixels = sample(encoding, height=32, width=40)
     image = ImageConverter(use_cv_bridge=False).to_matching_image(
         array_to_image_msg_like(pixels, encoding, padding=2))
     assert image.dtype == np.uint8
-    assert image.shape[:2] == (6, 8)
+    assert image.shape[:2] == (32, 40)
     assert image.ndim == 2 or image.shape[2] == 3
 
 
@@ -127,6 +127,14 @@ def test_bad_images_raise_clear_errors(msg, error, words):
     with pytest.raises(error, match=words):
         image_msg_to_array(msg)
     with pytest.raises(ic.ImageConversionError):
+        ImageConverter(use_cv_bridge=False).to_matching_image(msg)
+
+
+@pytest.mark.parametrize("height, width", [(31, 64), (64, 31), (1, 1)])
+def test_frames_too_small_to_match_are_refused_for_matching_only(height, width):
+    msg = raw("mono8", height=height, width=width)
+    assert image_msg_to_array(msg).shape == (height, width)
+    with pytest.raises(ic.TinyImageError, match=f"{width}x{height} is too small"):
         ImageConverter(use_cv_bridge=False).to_matching_image(msg)
 
 

@@ -351,3 +351,23 @@ def test_bad_inputs_leave_the_node_serving(client, node, frames):
     output = node.output()
     assert "bayer_rggb8" in output, "the warning names the encoding"
     assert "Traceback" not in output
+
+
+def test_tiny_frame_cannot_become_the_reference(client, node, frames):
+    """A frame too small to match: set_reference fails and says why; a valid frame then works."""
+    from loftr_ros.preprocess import MIN_IMAGE_SIDE
+
+    tiny = frame_msg(np.full((MIN_IMAGE_SIDE - 8, 40), 90, np.uint8), 500, encoding="mono8")
+    response = None
+    for _ in range(20):  # best effort: repeat until the node has seen the tiny frame
+        client.camera.publish(tiny)
+        time.sleep(0.2)
+        response = client.call(Trigger, f"{NODE}/set_reference", timeout=10.0)
+        if not response.success:
+            break
+    assert response is not None and not response.success, response
+    assert f"40x{MIN_IMAGE_SIDE - 8} is too small" in response.message, response.message
+    images, _ = frames
+    send_and_wait(client, node, frame_msg(images[2], 501))
+    assert client.call(Trigger, f"{NODE}/set_reference").success
+    assert node.alive()

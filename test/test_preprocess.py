@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from loftr_ros.preprocess import prepare, to_gray
+from loftr_ros.preprocess import MIN_IMAGE_SIDE, prepare, to_gray
 
-SIZES = [(640, 480), (1280, 720), (320, 240), (1000, 1000), (37, 91), (2048, 1536), (1, 1)]
+SIZES = [(640, 480), (1280, 720), (320, 240), (1000, 1000), (37, 91), (2048, 1536), (32, 32)]
 
 
 @pytest.mark.parametrize("policy", ["resize", "letterbox"])
@@ -45,6 +45,14 @@ def test_inverse_map_matches_image_content(size: tuple) -> None:
         mapped = transform.to_original(centroid)[0]
         scale = max(transform.scale)
         assert np.abs(mapped - [cx, cy]).max() <= 0.5 * scale + 1.0, (policy, mapped)
+
+
+@pytest.mark.parametrize("size", [(31, 480), (640, 31), (1, 1), (0, 0)])
+def test_empty_and_tiny_frames_are_refused_clearly(size: tuple) -> None:
+    width, height = size
+    words = "empty" if 0 in size else f"{width}x{height} is too small.*{MIN_IMAGE_SIDE}"
+    with pytest.raises(ValueError, match=words):
+        prepare(np.zeros((height, width), np.uint8), (640, 480))
 
 
 def test_letterbox_marks_padding_invalid() -> None:

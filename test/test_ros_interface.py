@@ -35,6 +35,8 @@ def test_topics():
     by_name = {t.name: t for t in api.TOPICS}
     assert by_name["~/reference_image"].qos == api.QOS_LATCHED
     assert by_name["image"].qos == api.QOS_FROM_PARAMETER
+    from loftr_ros.preprocess import MIN_IMAGE_SIDE
+    assert f"side under {MIN_IMAGE_SIDE} px" in by_name["image"].notes
 
 
 @pytest.mark.parametrize("spec", api.PARAMETERS, ids=lambda s: s.name)
