@@ -259,6 +259,26 @@ def test_cli_without_tensorrt_is_one_line_and_nonzero(no_tensorrt, tmp_path, cap
     assert err.count("\n") == 0 and "TensorRT is not installed" in err
 
 
+def test_cli_input_size_picks_the_bundled_model_the_node_loads(no_tensorrt, monkeypatch,
+                                                                 capsys):
+    """--input-size 320x240 builds from the ONNX that input_width/input_height 320/240 select
+    (config/jetson.yaml), so the node finds that engine in the cache."""
+    from loftr_ros.runtime import default_weights
+
+    chosen = []
+    monkeypatch.setattr(cli, "_audit_notes", lambda path: chosen.append(path) or [])
+    status = cli.main(["--input-size", "320x240", "--cache-dir", "/nonexistent/cache"])
+    assert status == 1 and "TensorRT is not installed" in capsys.readouterr().err
+    assert chosen == [default_weights("onnx", (320, 240))]
+    assert chosen[0].endswith("lite_320x240.onnx")
+    assert cli.main(["--input-size", "320by240"]) == 2
+    assert "320x240" in capsys.readouterr().err
+    assert cli.main(["--input-size", "100x100"]) == 1
+    assert "lite_100x100.onnx is missing" in capsys.readouterr().err
+    assert cli.main(["model.onnx", "--input-size", "320x240"]) == 2
+    assert "own size" in capsys.readouterr().err
+
+
 def test_cli_argument_errors(tmp_path, capsys):
     assert cli.main([str(tmp_path / "absent.onnx")]) == 1
     assert "no such ONNX file" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 model for this GPU and TensorRT version.
 
     loftr-build-engine                              # the bundled default model, fp16, cached
+    loftr-build-engine --input-size 320x240         # the bundled model config/jetson.yaml runs
     loftr-build-engine model.onnx --out model.engine --no-fp16 --workspace 512
     loftr-build-engine model.onnx --int8 --calib-dir ~/robot_frames
 
@@ -14,7 +15,7 @@ import argparse
 import os
 import sys
 import time
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("onnx", nargs="?",
                         help="static-shape ONNX from loftr-export (default: the bundled model)")
+    parser.add_argument("--input-size", metavar="WxH",
+                        help="the bundled model at this input size, as the node's input_width / "
+                             "input_height select it (e.g. 320x240 for config/jetson.yaml; "
+                             "default 640x480); not with an ONNX file")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--out", help="write the engine to this file (always builds)")
     where.add_argument("--cache-dir", help=f"engine cache folder (default {default_cache_dir()})")
@@ -56,6 +61,14 @@ def _audit_notes(onnx_path: str) -> List[str]:
     return report.errors + report.warnings
 
 
+def _parse_size(text: str) -> Tuple[int, int]:
+    """``"320x240"`` -> (320, 240); ValueError with the expected form otherwise."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise ValueError(f"--input-size must look like 320x240, not {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     from loftr_ros.engine import build_engine, get_or_build_engine
@@ -71,11 +84,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("loftr-build-engine: --int8 needs --calib-dir FOLDER (calibration images); "
               "without them use fp16", file=sys.stderr)
         return 2
+    if args.input_size and args.onnx:
+        print("loftr-build-engine: --input-size picks a bundled model; an ONNX file has its own "
+              "size", file=sys.stderr)
+        return 2
     onnx_path = args.onnx
     if onnx_path is None:
         from loftr_ros.runtime import default_weights
 
-        onnx_path = default_weights("onnx")
+        try:
+            input_size = _parse_size(args.input_size) if args.input_size else None
+        except ValueError as exc:
+            print(f"loftr-build-engine: {exc}", file=sys.stderr)
+            return 2
+        onnx_path = default_weights("onnx", input_size)
         if not os.path.isfile(onnx_path):
             print(f"loftr-build-engine: the bundled default model {onnx_path} is missing; pass an "
                   "ONNX file (make one with loftr-export)", file=sys.stderr)
