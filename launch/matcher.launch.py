@@ -2,11 +2,13 @@
 
     ros2 launch loftr_ros matcher.launch.py camera_topic:=/camera/image_raw
     ros2 launch loftr_ros matcher.launch.py params_file:=<share>/config/jetson.yaml
+    ros2 launch loftr_ros matcher.launch.py backend:=onnxruntime refinement:=fine threshold:=0.3
     ros2 launch loftr_ros matcher.launch.py use_player:=true player_path:=/path/to/frames_or.mp4
     ros2 service call /loftr_matcher/set_reference std_srvs/srv/Trigger
 
-Arguments: camera_topic, params_file, backend (empty = the one in params_file), namespace,
-use_player, player_path, player_rate.
+Arguments: camera_topic, params_file, namespace, use_player, player_path, player_rate, and one
+per node parameter (loftr_ros.ros_interface.PARAMETERS, e.g. backend, weights, refinement,
+threshold): empty = keep the params file's value, else it overrides it.
 """
 import os
 
@@ -16,22 +18,28 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from loftr_ros import ros_interface as api
+
 PACKAGE = "loftr_ros"
 
 
 def _nodes(context, *args, **kwargs):
-    """Build the nodes once the arguments are known (the backend override is optional)."""
+    """Build the nodes once the arguments are known (parameter overrides are optional)."""
     camera_topic = LaunchConfiguration("camera_topic").perform(context)
     params_file = LaunchConfiguration("params_file").perform(context)
-    backend = LaunchConfiguration("backend").perform(context)
     namespace = LaunchConfiguration("namespace").perform(context)
     use_player = LaunchConfiguration("use_player").perform(context).lower() in ("true", "1")
     player_path = LaunchConfiguration("player_path").perform(context)
     player_rate = float(LaunchConfiguration("player_rate").perform(context))
 
     parameters = [params_file] if params_file else []
-    if backend:
-        parameters.append({"backend": backend})
+    overrides = {}
+    for spec in api.PARAMETERS:
+        text = LaunchConfiguration(spec.name).perform(context)
+        if text != "":
+            overrides[spec.name] = spec.from_text(text)  # ValueError names the parameter
+    if overrides:
+        parameters.append(overrides)
     nodes = [Node(package=PACKAGE, executable="matcher_node", name="loftr_matcher",
                   namespace=namespace, parameters=parameters,
                   remappings=[("image", camera_topic)], output="screen", emulate_tty=True)]
@@ -53,9 +61,6 @@ def generate_launch_description():
         DeclareLaunchArgument("params_file", default_value=default_params,
                               description="parameter file (config/matcher.yaml, "
                                           "config/jetson.yaml or your own)"),
-        DeclareLaunchArgument("backend", default_value="",
-                              description="override the params file's backend: auto, tensorrt, "
-                                          "onnxruntime or torch (empty = keep)"),
         DeclareLaunchArgument("namespace", default_value="",
                               description="namespace of the nodes"),
         DeclareLaunchArgument("use_player", default_value="false",
@@ -64,5 +69,7 @@ def generate_launch_description():
                               description="folder of images or a video file for image_player"),
         DeclareLaunchArgument("player_rate", default_value="10.0",
                               description="image_player frames per second"),
-        OpaqueFunction(function=_nodes),
-    ])
+    ] + [DeclareLaunchArgument(spec.name, default_value="",
+                               description=f"node parameter {spec.name} (empty = the params "
+                                           f"file's): {spec.description}")
+         for spec in api.PARAMETERS] + [OpaqueFunction(function=_nodes)])

@@ -142,6 +142,27 @@ class ParameterSpec:
                 return f"{self.name} must be in [{low}, {high}], not {value!r}"
         return None
 
+    def from_text(self, text: str) -> Any:
+        """The value a launch argument's ``text`` gives this parameter (bool: true/false, 1/0,
+        yes/no, on/off); ValueError naming the parameter when the text does not fit."""
+        try:
+            if self.type == BOOL:
+                value: Any = {"true": True, "1": True, "yes": True, "on": True, "false": False,
+                              "0": False, "no": False, "off": False}[text.strip().lower()]
+            elif self.type == INTEGER:
+                value = int(text)
+            elif self.type == DOUBLE:
+                value = float(text)
+            else:
+                value = text
+        except (KeyError, ValueError):
+            raise ValueError(f"{self.name} is a {self.type} parameter; {text!r} is not "
+                             "one") from None
+        problem = self.check(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
 
 BACKEND_CHOICES = ("auto", "tensorrt", "onnxruntime", "torch")
 REFINEMENT_CHOICES = ("auto", "none", "expectation", "fine", "photometric")

@@ -19,8 +19,7 @@ from loftr_ros import ros_interface as api
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCH_FILE = os.path.join(REPO, "launch", "matcher.launch.py")
-REQUIRED_ARGUMENTS = {"camera_topic", "params_file", "backend", "namespace", "use_player",
-                      "player_path"}
+REQUIRED_ARGUMENTS = {"camera_topic", "params_file", "namespace", "use_player", "player_path"}
 
 
 def launch_tree():
@@ -49,14 +48,43 @@ def setup_kwargs():
     return read_setup_kwargs(REPO)
 
 
+def _is_spec_name(node):
+    return isinstance(node, ast.Attribute) and node.attr == "name" and \
+        getattr(node.value, "id", None) == "spec"
+
+
+def _nodes_in_parameter_loops(tree):
+    """ids of every AST node inside a for loop or list comprehension over ``api.PARAMETERS``."""
+    inside = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.For):
+            iterables = [node.iter]
+        elif isinstance(node, ast.ListComp):
+            iterables = [generator.iter for generator in node.generators]
+        else:
+            continue
+        if any(ast.unparse(iterable) == "api.PARAMETERS" for iterable in iterables):
+            inside.update(id(inner) for inner in ast.walk(node))
+    return inside
+
+
 def test_launch_declares_the_arguments():
     tree = launch_tree()
-    declared = {c.args[0].value for c in calls(tree, "DeclareLaunchArgument")}
+    fixed = [c for c in calls(tree, "DeclareLaunchArgument") if isinstance(c.args[0], ast.Constant)]
+    declared = {c.args[0].value for c in fixed}
     assert REQUIRED_ARGUMENTS <= declared
-    used = {c.args[0].value for c in calls(tree, "LaunchConfiguration")}
+    used = {c.args[0].value for c in calls(tree, "LaunchConfiguration")
+            if isinstance(c.args[0], ast.Constant)}
     assert declared == used, "every declared argument is used and vice versa"
     for call in calls(tree, "DeclareLaunchArgument"):
-        assert keyword(call, "description") is not None, call.args[0].value
+        assert keyword(call, "description") is not None, ast.unparse(call.args[0])
+    # and one argument per node parameter, declared and read in loops over api.PARAMETERS
+    per_parameter = [c for c in calls(tree, "DeclareLaunchArgument") + calls(
+        tree, "LaunchConfiguration") if _is_spec_name(c.args[0])]
+    assert len(per_parameter) == 2
+    inside = _nodes_in_parameter_loops(tree)
+    assert all(id(call) in inside for call in per_parameter)
+    assert not declared & set(api.PARAMETERS_BY_NAME), "a fixed argument shadows a parameter"
 
 
 def test_launch_starts_the_package_executables():

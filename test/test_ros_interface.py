@@ -75,6 +75,20 @@ def test_parameter_set():
     assert api.PARAMETERS_BY_NAME["threshold"].range[:2] == (0.0, 1.0)
 
 
+def test_launch_argument_text_becomes_a_typed_checked_value():
+    by_name = api.PARAMETERS_BY_NAME
+    assert by_name["backend"].from_text("onnxruntime") == "onnxruntime"
+    assert by_name["threshold"].from_text("0.3") == 0.3
+    assert by_name["max_matches"].from_text("500") == 500
+    assert by_name["fp16"].from_text("False") is False and by_name["fp16"].from_text("1") is True
+    for name, text, words in [("backend", "cuda", "must be one of"),
+                              ("threshold", "2", r"must be in \[0.0, 1.0\]"),
+                              ("max_matches", "many", "integer parameter"),
+                              ("fp16", "maybe", "bool parameter")]:
+        with pytest.raises(ValueError, match=words):
+            by_name[name].from_text(text)
+
+
 def test_check_reports_problems():
     backend = api.PARAMETERS_BY_NAME["backend"]
     assert "one of" in backend.check("cuda")
