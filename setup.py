@@ -17,7 +17,9 @@ setup(
         (os.path.join("share", PACKAGE, "launch"), glob("launch/*.launch.py")),
         (os.path.join("share", PACKAGE, "config"), glob("config/*.yaml") + glob("config/*.xml")),
     ],
-    install_requires=["setuptools", "numpy", "opencv-python-headless"],
+    # what the node needs on a CPU besides ROS itself (requirements/runtime.txt adds the ROS
+    # wheels for a machine without ROS); TensorRT and pycuda come with JetPack
+    install_requires=["setuptools", "numpy", "opencv-python-headless<5", "onnxruntime"],
     zip_safe=False,
     maintainer="loftr_ros developers",
     maintainer_email="loftr-ros@example.com",

@@ -135,6 +135,16 @@ def test_package_xml():
         assert package in depends, package
 
 
+def test_pip_install_brings_the_non_ros_runtime_requirements():
+    """`pip install .` gets what requirements/runtime.txt lists besides the ROS wheels and the
+    set-up's own setuptools floor, with the same pins (opencv<5: see README Troubleshooting)."""
+    with open(os.path.join(REPO, "requirements", "runtime.txt"), encoding="utf-8") as handle:
+        lines = [line.split("#")[0].strip() for line in handle]
+    wanted = {line for line in lines if line and not line.startswith(("ros-", "setuptools"))}
+    assert wanted == {"numpy", "opencv-python-headless<5", "onnxruntime"}
+    assert wanted <= set(setup_kwargs()["install_requires"])
+
+
 def test_setup_cfg_uses_the_ament_script_dir():
     text = open(os.path.join(REPO, "setup.cfg"), encoding="utf-8").read()
     assert "$base/lib/loftr_ros" in text
