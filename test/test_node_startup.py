@@ -16,6 +16,15 @@ from sensor_msgs.msg import Image  # noqa: E402
 pytestmark = pytest.mark.ros
 
 
+def stop_node(client, node):
+    """Close the test client, stop the node with SIGINT; (exit code, output)."""
+    client.close()
+    code = node.stop()
+    output = node.output()
+    node.cleanup()
+    return code, output
+
+
 def run_until_exit(process, timeout=60.0):
     assert wait_for(lambda: not process.alive(), timeout), \
         f"{process.name} still running:\n{process.output()}"
@@ -84,10 +93,7 @@ def test_node_without_a_loadable_model_keeps_running_and_says_why(problem, tmp_p
         assert not response.success and str(weights) in response.message, response.message
         assert node.alive(), node.output()
     finally:
-        client.close()
-        code = node.stop()
-        output = node.output()
-        node.cleanup()
+        code, output = stop_node(client, node)
     assert code == 0, output
     assert "Traceback" not in output and "cannot start" not in output, output
     errors = [line for line in output.splitlines() if "no model loaded" in line]
@@ -154,8 +160,5 @@ def test_torch_backend_reports_torch_loaded():
         assert values, node.output()
         assert values[api.DIAG_TORCH_LOADED] == "true"
     finally:
-        client.close()
-        code = node.stop()
-        output = node.output()
-        node.cleanup()
+        code, output = stop_node(client, node)
     assert code == 0, output
