@@ -40,6 +40,7 @@ from ros_helpers import (  # noqa: E402
 )
 
 from loftr_ros import ros_interface as api  # noqa: E402
+from loftr_ros.cli import size_argument  # noqa: E402
 from loftr_ros.image_conversion import array_to_image_msg  # noqa: E402
 from loftr_ros.virtual_camera import make_sequence  # noqa: E402
 
@@ -55,7 +56,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="run the soak for MINUTES instead of the overhead benchmark")
     parser.add_argument("--rate", type=float, default=30.0, help="soak frame rate (30 Hz)")
     parser.add_argument("--sample", type=float, default=10.0, help="soak report period (10 s)")
-    parser.add_argument("--size", default="640x480", help="frame size (640x480)")
+    parser.add_argument("--size", type=size_argument, default=(640, 480),
+                        help="frame size WxH (640x480)")
     parser.add_argument("--backend", default="onnxruntime")
     parser.add_argument("--weights", default=None,
                         help="model file (default: bundled ONNX, else the seed ONNX)")
@@ -100,8 +102,7 @@ class Bench:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image, PointCloud2
 
-        width, height = (int(v) for v in args.size.split("x"))
-        self.frames, _ = make_sequence(30, (width, height), step=2.0)
+        self.frames, _ = make_sequence(30, args.size, step=2.0)
         self.node = RosProcess("loftr_ros.node", name="matcher_node", ros_args=node_args(args))
         self.client = RosClient("bench_client")
         self.sent: Dict[int, float] = {}
@@ -171,7 +172,7 @@ def overhead(bench: Bench, args: argparse.Namespace) -> Dict[str, float]:
         "outside_matcher_p50_ms": p50 - matcher, "outside_matcher_p95_ms": p95 - matcher,
         "backend": values.get(api.DIAG_BACKEND, "?"), "model": values.get(api.DIAG_MODEL, "?"),
     }
-    print(f"node overhead at {args.size} (latency - engine inference): p50 "
+    print(f"node overhead at {args.size[0]}x{args.size[1]} (latency - engine inference): p50 "
           f"{result['overhead_p50_ms']:.1f} ms, p95 {result['overhead_p95_ms']:.1f} ms")
     print(f"  latency p50 {p50:.1f} / p95 {p95:.1f} ms; engine inference mean {inference:.1f} ms;"
           f" whole Matcher call mean {matcher:.1f} ms -> outside the Matcher (conversion, DDS, "
@@ -193,8 +194,8 @@ def soak(bench: Bench, args: argparse.Namespace) -> Dict[str, float]:
     next_sample = start + args.sample
     next_frame = start
     sent = 0
-    print(f"soak: {args.soak} min at {args.rate} Hz, {args.size}; RSS before the first frame "
-          f"{rss_launch:.0f} MiB")
+    print(f"soak: {args.soak} min at {args.rate} Hz, {args.size[0]}x{args.size[1]}; RSS before "
+          f"the first frame {rss_launch:.0f} MiB")
     while time.monotonic() < end and bench.node.alive():
         now = time.monotonic()
         if now >= next_frame:

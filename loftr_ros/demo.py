@@ -25,22 +25,13 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from loftr_ros import ros_interface as api
+from loftr_ros.cli import size_argument
 from loftr_ros.virtual_camera import relative_homography, transfer_error, write_sequence
 
 NAMESPACE = "/loftr_demo"
 CAMERA_TOPIC = f"{NAMESPACE}/camera/image"
 NODE_PREFIX = f"{NAMESPACE}/{api.NODE_NAME}"
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _parse_size(text: str) -> Tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 640x480, not {text!r}") from None
-    if width < 32 or height < 32:
-        raise argparse.ArgumentTypeError("size must be at least 32x32")
-    return width, height
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -52,7 +43,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="folder for the debug images and the node's log (demo_out)")
     parser.add_argument("--frames", type=int, default=60, help="frames to play (60)")
     parser.add_argument("--rate", type=float, default=10.0, help="frames per second (10)")
-    parser.add_argument("--size", type=_parse_size, default=(640, 480),
+    parser.add_argument("--size", type=size_argument, default=(640, 480),
                         help="frame size WxH (640x480)")
     parser.add_argument("--step", type=float, default=1.5,
                         help="virtual camera speed: path time per frame (1.5; 120 = one cycle)")

@@ -72,3 +72,16 @@ def test_to_gray_accepts_gray_bgr_bgra_and_rejects_others() -> None:
         to_gray(np.zeros((4, 5), np.float32))
     with pytest.raises(ValueError):
         prepare(np.zeros((4, 5), np.uint8), (640, 480), "crop")
+
+
+def test_size_argument_of_the_command_lines() -> None:
+    import argparse
+
+    from loftr_ros.cli import size_argument
+
+    assert size_argument("640x480") == (640, 480) and size_argument("320X240") == (320, 240)
+    assert size_argument(f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}") == (MIN_IMAGE_SIDE,) * 2
+    for text, words in [("640", "look like"), ("640x", "look like"), ("axb", "look like"),
+                        ("-640x480", "look like"), ("31x480", "at least 32x32")]:
+        with pytest.raises(argparse.ArgumentTypeError, match=words):
+            size_argument(text)

@@ -15,7 +15,9 @@ import argparse
 import os
 import sys
 import time
-from typing import List, Optional, Tuple
+from typing import List, Optional
+
+from loftr_ros.cli import size_argument
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("onnx", nargs="?",
                         help="static-shape ONNX from loftr-export (default: the bundled model)")
-    parser.add_argument("--input-size", metavar="WxH",
+    parser.add_argument("--input-size", metavar="WxH", type=size_argument,
                         help="the bundled model at this input size, as the node's input_width / "
                              "input_height select it (e.g. 320x240 for config/jetson.yaml; "
                              "default 640x480); not with an ONNX file")
@@ -61,14 +63,6 @@ def _audit_notes(onnx_path: str) -> List[str]:
     return report.errors + report.warnings
 
 
-def _parse_size(text: str) -> Tuple[int, int]:
-    """``"320x240"`` -> (320, 240); ValueError with the expected form otherwise."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(part.isdigit() and int(part) > 0 for part in parts):
-        raise ValueError(f"--input-size must look like 320x240, not {text!r}")
-    return int(parts[0]), int(parts[1])
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     from loftr_ros.engine import build_engine, get_or_build_engine
@@ -92,12 +86,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if onnx_path is None:
         from loftr_ros.runtime import default_weights
 
-        try:
-            input_size = _parse_size(args.input_size) if args.input_size else None
-        except ValueError as exc:
-            print(f"loftr-build-engine: {exc}", file=sys.stderr)
-            return 2
-        onnx_path = default_weights("onnx", input_size)
+        onnx_path = default_weights("onnx", args.input_size)
         if not os.path.isfile(onnx_path):
             print(f"loftr-build-engine: the bundled default model {onnx_path} is missing; pass an "
                   "ONNX file (make one with loftr-export)", file=sys.stderr)
