@@ -55,22 +55,24 @@ class Matches:
 class Matcher:
     """Thread-safe matcher around one inference runtime. Create with :meth:`create`.
 
-    ``threshold``, ``max_matches``, ``border_margin``, ``refinement`` and ``min_peak_mass`` may be
-    changed at any time (the ROS node does so from its parameter callback); a change applies to
-    the next ``match``.
+    ``threshold``, ``max_matches``, ``border_margin``, ``refinement``, ``min_peak_mass`` and
+    ``keep_sharpest`` may be changed at any time (the ROS node does so from its parameter
+    callback); a change applies to the next ``match``.
     """
 
     def __init__(self, runtime: InferenceRuntime, threshold: Optional[float] = None,
                  max_matches: int = 0, border_margin: Optional[int] = None,
                  refinement: str = "auto", policy: str = "resize",
-                 min_peak_mass: Optional[float] = None) -> None:
+                 min_peak_mass: Optional[float] = None,
+                 keep_sharpest: int = MatchingOptions.keep_sharpest) -> None:
         self.runtime = runtime
         config = runtime.config
         self.options = MatchingOptions(
             threshold=config.match_threshold if threshold is None else float(threshold),
             border_margin=config.border_margin if border_margin is None else int(border_margin),
             max_matches=int(max_matches), refinement=refinement,
-            min_peak_mass=None if min_peak_mass is None else float(min_peak_mass))
+            min_peak_mass=None if min_peak_mass is None else float(min_peak_mass),
+            keep_sharpest=int(keep_sharpest))
         self.policy = policy
         self._lock = threading.Lock()
 
@@ -80,13 +82,14 @@ class Matcher:
                threshold: Optional[float] = None, max_matches: int = 0,
                border_margin: Optional[int] = None, refinement: str = "auto",
                policy: str = "resize", min_peak_mass: Optional[float] = None,
+               keep_sharpest: int = MatchingOptions.keep_sharpest,
                **backend_options: object) -> "Matcher":
         """Build a matcher; see :func:`loftr_ros.runtime.create_runtime` for backend options."""
         runtime = create_runtime(backend=backend, weights=weights, preset=preset,
                                  input_size=input_size, **backend_options)  # type: ignore[arg-type]
         return cls(runtime, threshold=threshold, max_matches=max_matches,
                    border_margin=border_margin, refinement=refinement, policy=policy,
-                   min_peak_mass=min_peak_mass)
+                   min_peak_mass=min_peak_mass, keep_sharpest=keep_sharpest)
 
     # ---------------------------------------------------------------- live-tunable settings
     @property
@@ -140,6 +143,16 @@ class Matcher:
     @min_peak_mass.setter
     def min_peak_mass(self, value: float) -> None:
         self._set_options(min_peak_mass=float(value))
+
+    @property
+    def keep_sharpest(self) -> int:
+        """The ``min_peak_mass`` filter keeps at least this many (the sharpest) while more exist;
+        0 = the limit alone decides."""
+        return self.options.keep_sharpest
+
+    @keep_sharpest.setter
+    def keep_sharpest(self, value: int) -> None:
+        self._set_options(keep_sharpest=int(value))
 
     def _set_options(self, **changes: object) -> None:
         new_options = dataclasses.replace(self.options, **changes)  # validates (ValueError)

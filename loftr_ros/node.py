@@ -57,7 +57,8 @@ _ROS_TYPES = {api.STRING: ParameterType.PARAMETER_STRING, api.BOOL: ParameterTyp
               api.DOUBLE: ParameterType.PARAMETER_DOUBLE}
 _LOG_THROTTLE_S = 5.0
 #: live parameters that are settings of the Matcher (same names)
-_MATCHER_PARAMETERS = ("threshold", "max_matches", "border_margin", "min_peak_mass")
+_MATCHER_PARAMETERS = ("threshold", "max_matches", "border_margin", "min_peak_mass",
+                       "keep_sharpest")
 
 
 class StartupError(RuntimeError):

@@ -146,6 +146,15 @@ def test_bundled_default_model_is_precise_under_camera_motion() -> None:
     assert matcher.min_peak_mass == 0.0 and len(matcher.match(images[0], images[3])) > filtered
     with pytest.raises(ValueError, match="min_peak_mass"):
         matcher.min_peak_mass = 1.5
+    # the floor under that filter: never fewer than keep_sharpest matches while more exist
+    matcher.min_peak_mass = 1.0   # nothing has all of its window's mass within 3x3 cells
+    assert matcher.keep_sharpest == 64 and len(matcher.match(images[0], images[3])) == 64
+    matcher.keep_sharpest = 10
+    assert len(matcher.match(images[0], images[3])) == 10
+    matcher.keep_sharpest = 0
+    assert len(matcher.match(images[0], images[3])) < 10
+    with pytest.raises(ValueError, match="keep_sharpest"):
+        matcher.keep_sharpest = -1
 
 
 def test_bundled_default_model_beats_the_seed_on_a_hard_pair(photo_pair: tuple,

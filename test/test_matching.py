@@ -127,6 +127,8 @@ def test_wrong_matrix_shape_is_rejected() -> None:
 def test_options_are_validated() -> None:
     with pytest.raises(ValueError, match="min_peak_mass"):
         MatchingOptions(min_peak_mass=1.5)
+    with pytest.raises(ValueError, match="keep_sharpest"):
+        MatchingOptions(keep_sharpest=-1)
     with pytest.raises(ValueError):
         MatchingOptions(threshold=1.5)
     with pytest.raises(ValueError):
@@ -155,7 +157,7 @@ def test_fine_refinement_finds_the_peak_and_drops_ambiguous_matches() -> None:
     fine0[1, 12, 12] = np.sqrt(channels)          # cell (3,3): its feature is everywhere in 1
     fine1[1] = np.sqrt(channels) * 0.5
     conf = _conf({(a, a): 0.9, (b, b): 0.8})
-    options = MatchingOptions(threshold=0.1, border_margin=0, refinement="fine")
+    options = MatchingOptions(threshold=0.1, border_margin=0, refinement="fine", keep_sharpest=0)
     unfiltered = dataclasses.replace(config, fine=dataclasses.replace(fine, min_peak_mass=0.0))
     both = match_confidence(conf, unfiltered, options, fine0, fine1)
     assert both.indices0.tolist() == [a, b]
@@ -167,6 +169,13 @@ def test_fine_refinement_finds_the_peak_and_drops_ambiguous_matches() -> None:
     assert match_confidence(conf, config, overridden, fine0, fine1).indices0.tolist() == [a, b]
     stricter = dataclasses.replace(options, min_peak_mass=0.5)
     assert match_confidence(conf, unfiltered, stricter, fine0, fine1).indices0.tolist() == [a]
+    # keep_sharpest: the filter never leaves fewer matches than that while more exist, and the
+    # ones it keeps are the sharpest (A, then B); the default keeps both of these two
+    for keep, expected in [(1, [a]), (2, [a, b]), (3, [a, b])]:
+        floor = dataclasses.replace(options, keep_sharpest=keep)
+        assert match_confidence(conf, config, floor, fine0, fine1).indices0.tolist() == expected
+    default = dataclasses.replace(options, keep_sharpest=MatchingOptions.keep_sharpest)
+    assert match_confidence(conf, config, default, fine0, fine1).indices0.tolist() == [a, b]
 
 
 def test_fine_refinement_with_no_matches() -> None:

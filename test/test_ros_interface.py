@@ -61,10 +61,10 @@ def test_parameter_set():
     for required in ("backend", "weights", "preset", "onnx_path", "engine_path",
                      "engine_cache_dir", "fp16", "allow_backend_fallback", "input_width",
                      "input_height", "threshold", "max_matches", "border_margin", "refinement",
-                     "min_peak_mass",
+                     "min_peak_mass", "keep_sharpest",
                      "image_qos", "auto_reference", "publish_debug_image", "diagnostics_period"):
         assert required in names
-    assert {"threshold", "max_matches", "border_margin", "min_peak_mass",
+    assert {"threshold", "max_matches", "border_margin", "min_peak_mass", "keep_sharpest",
             "publish_debug_image"} <= set(
         api.DYNAMIC_PARAMETERS)
     for name in ("backend", "weights", "preset", "allow_backend_fallback", "input_width",
@@ -73,6 +73,13 @@ def test_parameter_set():
     assert api.PARAMETERS_BY_NAME["backend"].choices == ("auto", "tensorrt", "onnxruntime",
                                                          "torch")
     assert api.PARAMETERS_BY_NAME["threshold"].range[:2] == (0.0, 1.0)
+
+
+def test_parameter_defaults_are_the_library_defaults():
+    from loftr_ros.matching import MatchingOptions
+
+    for name in ("keep_sharpest", "max_matches"):
+        assert api.PARAMETERS_BY_NAME[name].default == getattr(MatchingOptions, name), name
 
 
 def test_launch_argument_text_becomes_a_typed_checked_value():

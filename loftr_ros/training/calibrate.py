@@ -3,8 +3,9 @@
 Matches whose fine window distribution holds little probability around its peak sit on flat or
 repetitive texture; dropping them raises the precision of what is left. The limit that gives the
 best homography AUC@5px on synthetic pairs of the training photos (a seed the training never used),
-with the refinement the matcher applies by default (``photometric``), is written into the weights'
-config, so every runtime applies it. Never calibrate on held-out images.
+with the refinement the matcher applies by default (``photometric``) and its default
+``keep_sharpest`` floor, is written into the weights' config, so every runtime applies it. Never
+calibrate on held-out images.
 
     python -m loftr_ros.training.calibrate runs/lite/model.pt --data data/train --out lite.pt
 """
