@@ -17,9 +17,12 @@ setup(
         (os.path.join("share", PACKAGE, "launch"), glob("launch/*.launch.py")),
         (os.path.join("share", PACKAGE, "config"), glob("config/*.yaml") + glob("config/*.xml")),
     ],
-    # what the node needs on a CPU besides ROS itself (requirements/runtime.txt adds the ROS
-    # wheels for a machine without ROS); TensorRT and pycuda come with JetPack
-    install_requires=["setuptools", "numpy", "opencv-python-headless<5", "onnxruntime"],
+    # onnxruntime is an extra, `pip install .[cpu]`: required outright, pip would put the CPU
+    # wheel over an installed onnxruntime-gpu (both own the `onnxruntime` package). TensorRT and
+    # pycuda come with JetPack; requirements/runtime.txt adds the ROS wheels for a machine
+    # without ROS.
+    install_requires=["setuptools", "numpy", "opencv-python-headless<5"],
+    extras_require={"cpu": ["onnxruntime"]},
     zip_safe=False,
     maintainer="loftr_ros developers",
     maintainer_email="loftr-ros@example.com",

@@ -8,7 +8,10 @@
 
 Arguments: camera_topic, params_file, namespace, use_player, player_path, player_rate, and one
 per node parameter (loftr_ros.ros_interface.PARAMETERS, e.g. backend, weights, refinement,
-threshold): empty = keep the params file's value, else it overrides it.
+threshold): empty = keep the params file's value, else it overrides it. Launch arguments are
+not scoped: when a parent launch file that has arguments of these names (``threads``,
+``weights``, ...) includes this one, wrap the include in ``GroupAction(scoped=True)`` with the
+values meant for this node.
 """
 import os
 

@@ -274,11 +274,12 @@ class ImageConverter:
         TinyImageError for a frame the matcher refuses (a side below ``MIN_IMAGE_SIDE``)."""
         from loftr_ros.preprocess import MIN_IMAGE_SIDE
 
-        width, height = int(msg.width), int(msg.height)
-        if 0 < width < MIN_IMAGE_SIDE or 0 < height < MIN_IMAGE_SIDE:
+        pixels = self.to_array(msg)  # a malformed message is reported as such first
+        height, width = pixels.shape[:2]
+        if width < MIN_IMAGE_SIDE or height < MIN_IMAGE_SIDE:
             raise TinyImageError(f"image {width}x{height} is too small to match: each side "
                                  f"needs at least {MIN_IMAGE_SIDE} pixels")
-        return array_to_matching_image(self.to_array(msg), msg.encoding)
+        return array_to_matching_image(pixels, msg.encoding)
 
 
 def _self_check_samples() -> Dict[str, np.ndarray]:

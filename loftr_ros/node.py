@@ -9,7 +9,9 @@ replace the pending one (counted as dropped) and are never queued.
 A model that cannot be loaded (missing or corrupt weights, an engine built for another GPU or
 TensorRT version, an unusable backend) does not stop the node: it logs why, reports it on
 ``/diagnostics`` (level ERROR), fails ``set_reference`` with the reason and ignores frames until it
-is restarted with working model parameters. A bad parameter value does stop the start-up (exit 2).
+is restarted with working model parameters. So do values only the model can judge (an unknown
+``preset``, an input size the model file was not exported for). A value outside its parameter's
+declared type, range or choices stops the start-up instead (one line, exit 2).
 
 Never imports torch unless ``backend`` is ``torch`` (a Jetson Nano has 2 GB for CPU and GPU);
 ``/diagnostics`` reports whether torch is loaded, from this process's ``sys.modules``.

@@ -35,6 +35,7 @@ BUILTIN_GENERICS = {"list", "dict", "tuple", "set", "frozenset", "type"}
 #: ``module.name`` -> first Python version that has it.
 NEW_MODULE_NAMES = {
     ("functools", "cache"): "3.9",
+    ("ast", "unparse"): "3.9",
     ("math", "lcm"): "3.9",
     ("math", "nextafter"): "3.9",
     ("math", "ulp"): "3.9",

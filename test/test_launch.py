@@ -53,6 +53,12 @@ def _is_spec_name(node):
         getattr(node.value, "id", None) == "spec"
 
 
+def _is_api_parameters(node):
+    """Whether ``node`` is the expression ``api.PARAMETERS``."""
+    return isinstance(node, ast.Attribute) and node.attr == "PARAMETERS" and \
+        getattr(node.value, "id", None) == "api"
+
+
 def _nodes_in_parameter_loops(tree):
     """ids of every AST node inside a for loop or list comprehension over ``api.PARAMETERS``."""
     inside = set()
@@ -63,7 +69,7 @@ def _nodes_in_parameter_loops(tree):
             iterables = [generator.iter for generator in node.generators]
         else:
             continue
-        if any(ast.unparse(iterable) == "api.PARAMETERS" for iterable in iterables):
+        if any(_is_api_parameters(iterable) for iterable in iterables):
             inside.update(id(inner) for inner in ast.walk(node))
     return inside
 
@@ -77,7 +83,7 @@ def test_launch_declares_the_arguments():
             if isinstance(c.args[0], ast.Constant)}
     assert declared == used, "every declared argument is used and vice versa"
     for call in calls(tree, "DeclareLaunchArgument"):
-        assert keyword(call, "description") is not None, ast.unparse(call.args[0])
+        assert keyword(call, "description") is not None, ast.dump(call.args[0])
     # and one argument per node parameter, declared and read in loops over api.PARAMETERS
     per_parameter = [c for c in calls(tree, "DeclareLaunchArgument") + calls(
         tree, "LaunchConfiguration") if _is_spec_name(c.args[0])]
@@ -136,13 +142,17 @@ def test_package_xml():
 
 
 def test_pip_install_brings_the_non_ros_runtime_requirements():
-    """`pip install .` gets what requirements/runtime.txt lists besides the ROS wheels and the
-    set-up's own setuptools floor, with the same pins (opencv<5: see README Troubleshooting)."""
+    """`pip install .[cpu]` gets what requirements/runtime.txt lists besides the ROS wheels and
+    the set-up's own setuptools floor, with the same pins (opencv<5: see README
+    Troubleshooting); onnxruntime only through the extra (it would clobber onnxruntime-gpu)."""
     with open(os.path.join(REPO, "requirements", "runtime.txt"), encoding="utf-8") as handle:
         lines = [line.split("#")[0].strip() for line in handle]
     wanted = {line for line in lines if line and not line.startswith(("ros-", "setuptools"))}
     assert wanted == {"numpy", "opencv-python-headless<5", "onnxruntime"}
-    assert wanted <= set(setup_kwargs()["install_requires"])
+    kwargs = setup_kwargs()
+    assert wanted - {"onnxruntime"} <= set(kwargs["install_requires"])
+    assert "onnxruntime" not in kwargs["install_requires"]
+    assert kwargs["extras_require"]["cpu"] == ["onnxruntime"]
 
 
 def test_setup_cfg_uses_the_ament_script_dir():

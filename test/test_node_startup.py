@@ -85,9 +85,15 @@ def test_node_without_a_loadable_model_keeps_running_and_says_why(problem, tmp_p
         assert "no model loaded" in status.message and str(weights) in status.message
         assert diagnostic_values(diagnostics.snapshot()[-1])[api.DIAG_BACKEND] == "none"
         frame = array_to_image_msg(np.full((480, 640), 128, np.uint8), "mono8")
-        for _ in range(5):
+
+        def frames_received():  # best effort: publish until the node has counted some
             camera.publish(frame)
-            time.sleep(0.1)
+            values = diagnostic_values(diagnostics.snapshot()[-1])
+            return values if int(values.get(api.DIAG_RECEIVED, "0")) > 0 else None
+
+        values = wait_for(frames_received, 30.0, interval=0.2, process=node)
+        assert values is not None, node.output()
+        assert values[api.DIAG_PROCESSED] == "0", "frames are ignored without a model"
         response = client.call(Trigger, f"{namespace}/{api.NODE_NAME}/set_reference",
                                 timeout=10.0)
         assert not response.success and str(weights) in response.message, response.message
