@@ -9,8 +9,8 @@ replace the pending one (counted as dropped) and are never queued.
 A model that cannot be loaded (missing or corrupt weights, an engine built for another GPU or
 TensorRT version, an unusable backend) does not stop the node: it logs why, reports it on
 ``/diagnostics`` (level ERROR), fails ``set_reference`` with the reason and ignores frames until it
-is restarted with working model parameters. So do values only the model can judge (an unknown
-``preset``, an input size the model file was not exported for). A value outside its parameter's
+is restarted with working model parameters. So does an input size the model file was not
+exported for (only the model can judge it). A value outside its parameter's
 declared type, range or choices stops the start-up instead (one line, exit 2).
 
 Never imports torch unless ``backend`` is ``torch`` (a Jetson Nano has 2 GB for CPU and GPU);
@@ -90,7 +90,7 @@ def descriptor(spec: api.ParameterSpec) -> ParameterDescriptor:
     """ParameterDescriptor of one ``ParameterSpec`` (ranges, read-only, choices in the text)."""
     text = spec.description
     if spec.choices:
-        text += f" (one of: {', '.join(spec.choices)})"
+        text += f" (one of: {', '.join(choice or repr(choice) for choice in spec.choices)})"
     desc = ParameterDescriptor(name=spec.name, type=_ROS_TYPES[spec.type], description=text,
                                read_only=spec.read_only)
     if spec.choices:

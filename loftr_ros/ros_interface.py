@@ -11,6 +11,8 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
+from loftr_ros.model.presets import preset_names
+
 PACKAGE = "loftr_ros"
 NODE_NAME = "loftr_matcher"
 NODE_EXECUTABLE = "matcher_node"
@@ -176,7 +178,8 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
                   "model file: .pt checkpoint (torch), .onnx (onnxruntime, tensorrt) or a TensorRT "
                   "engine; empty = the bundled default model"),
     ParameterSpec("preset", STRING, "",
-                  "model preset name; empty = the one recorded in the weights"),
+                  "model preset name; empty = the one recorded in the weights",
+                  choices=("",) + tuple(preset_names())),
     ParameterSpec("onnx_path", STRING, "",
                   "ONNX file for onnxruntime/tensorrt (wins over `weights` for them); empty = "
                   "`weights` (then an .onnx file or an engine for these backends), or the "

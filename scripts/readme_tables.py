@@ -71,7 +71,7 @@ def topics_table() -> str:
 
 def _allowed(spec: api.ParameterSpec) -> str:
     if spec.choices is not None:
-        return ", ".join(f"`{choice}`" for choice in spec.choices)
+        return ", ".join(f"`{choice}`" if choice else '`""`' for choice in spec.choices)
     if spec.range is not None:
         low, high, step = spec.range
         return f"[{low}, {high}]" + (f" step {step}" if step else "")

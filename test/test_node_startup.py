@@ -37,9 +37,10 @@ def run_until_exit(process, timeout=60.0):
 @pytest.mark.parametrize("ros_args, words", [
     (["-p", "backend:=cuda"], "backend must be one of"),
     (["-p", "image_qos:=fast"], "image_qos must be one of"),
+    (["-p", "preset:=huge"], "preset must be one of"),
     (["-p", "threshold:=2.0"], "threshold"),
     (["-p", "input_width:=320"], "input_height"),
-], ids=["bad-backend", "bad-qos", "threshold-range", "half-input-size"])
+], ids=["bad-backend", "bad-qos", "bad-preset", "threshold-range", "half-input-size"])
 def test_bad_parameter_value_stops_the_start_with_one_clear_line(ros_args, words):
     args = ["-p", "backend:=onnxruntime"] + model_ros_args() + ros_args
     code, output = run_until_exit(RosProcess("loftr_ros.node", ros_args=args))
