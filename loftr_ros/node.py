@@ -10,8 +10,8 @@ A model that cannot be loaded (missing or corrupt weights, an engine built for a
 TensorRT version, an unusable backend) does not stop the node: it logs why, reports it on
 ``/diagnostics`` (level ERROR), fails ``set_reference`` with the reason and ignores frames until it
 is restarted with working model parameters. So does an input size the model file was not
-exported for (only the model can judge it). A value outside its parameter's
-declared type, range or choices stops the start-up instead (one line, exit 2).
+exported for (only the model can judge it). A value outside its parameter's declared type, range
+or choices stops the start-up instead (one line, exit 2).
 
 Never imports torch unless ``backend`` is ``torch`` (a Jetson Nano has 2 GB for CPU and GPU);
 ``/diagnostics`` reports whether torch is loaded, from this process's ``sys.modules``.
