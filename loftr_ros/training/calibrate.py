@@ -58,11 +58,10 @@ def calibrate_min_peak_mass(model: CoarseLoFTR, image_dir: str, pairs_per_image:
         conf = outputs["conf_matrix"][0].numpy()
         fine0, fine1 = outputs["fine_feat0"][0].numpy(), outputs["fine_feat1"][0].numpy()
         for candidate in candidates:
-            trial = dataclasses.replace(
-                config, fine=dataclasses.replace(config.fine, min_peak_mass=float(candidate)))
             options = MatchingOptions(threshold=config.match_threshold,
-                                      border_margin=config.border_margin, refinement=refinement)
-            cells = match_confidence(conf, trial, options, fine0, fine1, images=tuple(inputs))
+                                      border_margin=config.border_margin, refinement=refinement,
+                                      min_peak_mass=float(candidate))
+            cells = match_confidence(conf, config, options, fine0, fine1, images=tuple(inputs))
             estimate = estimate_homography(cells.keypoints0, cells.keypoints1)
             errors[candidate].append(corner_error(estimate, pair.H_0to1, width, height))
             precisions[candidate].append(precision(cells.keypoints0, cells.keypoints1, pair.H_0to1))
