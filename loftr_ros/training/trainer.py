@@ -291,6 +291,19 @@ class Trainer:
                          classification_weight=self.config.fine_ce_weight,
                          ce_target=self.config.fine_ce_target)
 
+    def train_step(self, batch: Dict[str, torch.Tensor]) -> Dict[str, float]:
+        """One optimiser step on ``batch`` at the scheduled learning rate; returns the loss
+        terms (rounded floats, which also waits for the device to finish the step)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate()
+        losses = self.compute_losses(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        return {key: round(float(value.detach()), 5) for key, value in losses.items()}
+
     # -------------------------------------------------------------------------- validation
     @torch.no_grad()
     def validate(self) -> Dict[str, float]:
@@ -350,15 +363,7 @@ class Trainer:
                 for batch_number, batch in enumerate(loader):
                     if batch_number < first_step:
                         continue  # resuming inside an epoch: same data order, skip done steps
-                    for group in self.optimizer.param_groups:
-                        group["lr"] = self.learning_rate()
-                    losses = self.compute_losses(batch)
-                    self.optimizer.zero_grad(set_to_none=True)
-                    losses["total"].backward()
-                    torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.config.grad_clip)
-                    self.optimizer.step()
-                    self.step += 1
-                    values = {key: round(float(value.detach()), 5) for key, value in losses.items()}
+                    values = self.train_step(batch)
                     bar.set_postfix(loss=values["total"], coarse=values["coarse"],
                                     fine=values.get("fine_l2", 0.0))
                     bar.update(1)
