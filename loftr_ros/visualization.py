@@ -1,7 +1,7 @@
 """Side-by-side match pictures (OpenCV): ``loftr-match --out`` and the node's debug image."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -28,15 +28,32 @@ def score_colors(scores: np.ndarray) -> np.ndarray:
     return np.stack([np.zeros_like(red), green, red], axis=1).astype(np.uint8)
 
 
+def shrink(image: np.ndarray, max_side: Optional[int]) -> Tuple[np.ndarray, float]:
+    """``image`` shrunk (area interpolation) so that its longer side is at most ``max_side``
+    pixels (None: unchanged), and the scale applied; each side keeps at least one pixel."""
+    height, width = image.shape[:2]
+    if max_side is None or max(height, width) <= max_side:
+        return image, 1.0
+    scale = max_side / max(height, width)
+    size = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
+
+
 def draw_matches(image0: np.ndarray, image1: np.ndarray, keypoints0: np.ndarray,
                  keypoints1: np.ndarray, scores: np.ndarray, text_lines: Sequence[str] = (),
-                 max_lines: Optional[int] = 400, thickness: int = 1) -> np.ndarray:
+                 max_lines: Optional[int] = 400, thickness: int = 1,
+                 max_side: Optional[int] = None) -> np.ndarray:
     """Reference (left) | current (right), one line per match coloured by score, text top-left.
 
     Images of different heights are padded at the bottom. At most ``max_lines`` matches (the best
-    ones) are drawn so the picture stays readable.
+    ones) are drawn so the picture stays readable. With ``max_side``, an image whose longer side
+    is larger is first shrunk to it (and its keypoints with it), which bounds the picture's size
+    whatever the frames'.
     """
-    left, right = to_bgr(image0), to_bgr(image1)
+    left, scale0 = shrink(to_bgr(image0), max_side)
+    right, scale1 = shrink(to_bgr(image1), max_side)
+    keypoints0 = np.asarray(keypoints0, dtype=np.float32) * np.float32(scale0)
+    keypoints1 = np.asarray(keypoints1, dtype=np.float32) * np.float32(scale1)
     height = max(left.shape[0], right.shape[0])
     canvas = np.zeros((height, left.shape[1] + right.shape[1], 3), dtype=np.uint8)
     canvas[:left.shape[0], :left.shape[1]] = left
