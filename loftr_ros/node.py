@@ -22,7 +22,7 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -142,6 +142,15 @@ def _stamp_tuple(stamp: Any) -> tuple:
     return (int(stamp.sec), int(stamp.nanosec))
 
 
+def _reference_stamp_problem(msg: Image) -> Optional[str]:
+    """Why ``msg`` cannot be the reference on account of its stamp (None: it can). Every
+    matches message carries the reference stamp in the UINT32 fields ``ref_sec, ref_nanosec``."""
+    if msg.header.stamp.sec < 0:
+        return (f"its stamp has negative seconds ({msg.header.stamp.sec}), which the matches' "
+                "UINT32 ref_sec field cannot carry")
+    return None
+
+
 class MatcherNode(Node):
     """The ``loftr_matcher`` node (see the module docstring)."""
 
@@ -162,6 +171,8 @@ class MatcherNode(Node):
 
         self.converter = ImageConverter()
         self.stats = PipelineStats()
+        #: the counters at the last /diagnostics, to tell what happened since
+        self._reported_counts = self.stats.snapshot()
         self.slot: NewestFrameSlot = NewestFrameSlot()
         self._lock = threading.Lock()
         self._latest_msg: Optional[Image] = None
@@ -192,8 +203,9 @@ class MatcherNode(Node):
         self._worker.start()
         if self.matcher is None:
             self.get_logger().error(
-                f"no model loaded: {self.model_error}. The node keeps running: set_reference "
-                f"fails and frames on {self.image_sub.topic_name} are ignored until it is "
+                f"no model loaded: {str(self.model_error).rstrip('.')}. The node keeps "
+                f"running: set_reference fails and frames on {self.image_sub.topic_name} are "
+                "ignored until it is "
                 "restarted with working model parameters")
             return
         self.get_logger().info(
@@ -288,6 +300,11 @@ class MatcherNode(Node):
             response.success = False
             response.message = f"newest frame cannot be used as reference: {exc}"
             return response
+        problem = _reference_stamp_problem(msg)
+        if problem:
+            response.success = False
+            response.message = f"newest frame cannot be used as reference: {problem}"
+            return response
         reference = self._set_reference(msg, image)
         response.success = True
         response.message = (f"reference set: stamp {reference.stamp[0]}.{reference.stamp[1]:09d}, "
@@ -339,6 +356,12 @@ class MatcherNode(Node):
         if reference is None:
             if not self._params["auto_reference"]:
                 return
+            problem = _reference_stamp_problem(msg)
+            if problem:
+                self.stats.count_rejected()
+                self.get_logger().warning(f"frame not taken as the reference: {problem}",
+                                          throttle_duration_sec=_LOG_THROTTLE_S)
+                return
             reference = self._set_reference(msg, image)
         current, transform = self.matcher.prepare(image)
         result = self.matcher.match_prepared(reference.prepared[0], reference.prepared[1],
@@ -366,7 +389,8 @@ class MatcherNode(Node):
                  f"{self._fps:.1f} FPS  latency {timing.latency * 1e3:.0f} ms  "
                  f"inference {timing.inference * 1e3:.0f} ms"]
         canvas = draw_matches(reference.image, image, result.keypoints0, result.keypoints1,
-                              result.scores, text_lines=lines)
+                              result.scores, text_lines=lines,
+                              max_side=api.DEBUG_IMAGE_MAX_SIDE)
         self.debug_pub.publish(array_to_image_msg(canvas, "bgr8", header=msg.header))
         self.debug_images += 1
 
@@ -394,19 +418,33 @@ class MatcherNode(Node):
             api.DIAG_TORCH_LOADED: str("torch" in sys.modules).lower(),
         }
         status = DiagnosticStatus(name=api.DIAGNOSTIC_NAME, hardware_id=api.DIAGNOSTIC_HARDWARE_ID)
-        if self.matcher is None:
-            status.level = DiagnosticStatus.ERROR
-            status.message = f"no model loaded: {self.model_error}"
-        elif reference is None:
-            status.level, status.message = DiagnosticStatus.WARN, "no reference frame yet"
-        elif counts["errors"] and counts["processed"] == 0:
-            status.level, status.message = DiagnosticStatus.ERROR, "every frame failed so far"
-        else:
-            status.level, status.message = DiagnosticStatus.OK, f"matching at {rate:.1f} Hz"
+        status.level, status.message = self._health(counts, reference is not None, rate)
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         array_msg = DiagnosticArray(status=[status])
         array_msg.header.stamp = self.get_clock().now().to_msg()
         self.diagnostics_pub.publish(array_msg)
+
+    def _health(self, counts: Dict[str, Any], has_reference: bool, rate: float
+                ) -> Tuple[bytes, str]:
+        """The /diagnostics level and message, from the counters now and at the last report."""
+        previous, self._reported_counts = self._reported_counts, counts
+        processed, rejected, errors = (counts[key] - previous[key]
+                                       for key in ("processed", "rejected", "errors"))
+        if self.matcher is None:
+            return DiagnosticStatus.ERROR, f"no model loaded: {self.model_error}"
+        if not has_reference:
+            return DiagnosticStatus.WARN, "no reference frame yet"
+        if counts["errors"] and counts["processed"] == 0:
+            return DiagnosticStatus.ERROR, "every frame failed so far"
+        if rejected or errors:
+            return DiagnosticStatus.WARN, (
+                f"since the last report {processed} frames matched, {rejected} rejected, "
+                f"{errors} failed (see the log)")
+        if counts["processed"] and counts["last_matches"] == 0:
+            return DiagnosticStatus.WARN, (
+                f"matching at {rate:.1f} Hz but the last frame had no matches with the "
+                "reference")
+        return DiagnosticStatus.OK, f"matching at {rate:.1f} Hz"
 
     def shutdown(self) -> None:
         """Stop the worker and release the model (safe to call twice)."""

@@ -61,6 +61,10 @@ DEBUG_IMAGE_TOPIC = "~/debug_image"
 REFERENCE_IMAGE_TOPIC = "~/reference_image"
 DIAGNOSTICS_TOPIC = "/diagnostics"
 
+#: The debug image shrinks a frame whose longer side is larger to this many pixels (a 4000x3000
+#: pair would otherwise make a 72 MB picture per frame).
+DEBUG_IMAGE_MAX_SIDE = 1280
+
 #: Depth of the matches publisher: consumers that fall behind for a few frames lose nothing.
 MATCHES_QUEUE_DEPTH = 10
 
@@ -72,19 +76,24 @@ TOPICS: Tuple[TopicSpec, ...] = (
               "encoding are skipped (counted as rejected) with a throttled warning"),
     TopicSpec(SRV, SET_REFERENCE_SERVICE, "std_srvs/srv/Trigger", "services_default",
               "the newest received frame becomes the reference; fails with a clear message when "
-              "no frame was received yet; the message names the reference stamp and size"),
+              "no frame was received yet or the newest cannot be used (a frame that would be "
+              "skipped, or a stamp with negative seconds, which the matches' UINT32 `ref_sec` "
+              "cannot carry); the message names the reference stamp and size"),
     TopicSpec(PUB, MATCHES_TOPIC, "sensor_msgs/msg/PointCloud2", QOS_RELIABLE,
               "one message per processed frame (width N, N = 0 when nothing matched); fields in "
               "`MATCHES_FIELDS`; header = the current frame's header; keep last "
               f"{MATCHES_QUEUE_DEPTH}"),
     TopicSpec(PUB, DEBUG_IMAGE_TOPIC, "sensor_msgs/msg/Image", QOS_RELIABLE,
               "bgr8, reference | current side by side, match lines coloured by score, overlay "
-              "with count, FPS, latency, backend; drawn only while someone subscribes"),
+              "with count, FPS, latency, backend; a frame whose longer side exceeds "
+              f"{DEBUG_IMAGE_MAX_SIDE} px is shrunk to it; drawn only while someone subscribes"),
     TopicSpec(PUB, REFERENCE_IMAGE_TOPIC, "sensor_msgs/msg/Image", QOS_LATCHED,
               "the current reference frame as received (latched: late subscribers get it)"),
     TopicSpec(PUB, DIAGNOSTICS_TOPIC, "diagnostic_msgs/msg/DiagnosticArray", QOS_RELIABLE,
               "every `diagnostics_period` s: rate, latency, dropped frames, errors, backend, "
-              "model, reference age; level ERROR with the reason when no model could be loaded"),
+              "model, reference age; level ERROR with the reason when no model could be loaded "
+              "or every frame failed, WARN without a reference, when frames were rejected or "
+              "failed since the last report, or when the last frame had no matches"),
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -324,5 +333,5 @@ __all__ = [
     "ParameterSpec", "PARAMETERS", "PARAMETERS_BY_NAME", "DYNAMIC_PARAMETERS", "MatchField",
     "MATCHES_FIELDS", "MATCHES_DTYPE", "MATCHES_POINT_STEP", "MATCHES_IS_BIGENDIAN",
     "IMAGE_TOPIC", "SET_REFERENCE_SERVICE", "MATCHES_TOPIC", "DEBUG_IMAGE_TOPIC",
-    "REFERENCE_IMAGE_TOPIC", "DIAGNOSTICS_TOPIC", "DIAGNOSTIC_KEYS",
+    "REFERENCE_IMAGE_TOPIC", "DIAGNOSTICS_TOPIC", "DIAGNOSTIC_KEYS", "DEBUG_IMAGE_MAX_SIDE",
 ]

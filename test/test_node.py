@@ -375,3 +375,75 @@ def test_tiny_frame_cannot_become_the_reference(client, node, frames):
     send_and_wait(client, node, frame_msg(images[2], 501))
     assert client.call(Trigger, f"{NODE}/set_reference").success
     assert node.alive()
+
+
+def test_negative_stamp_cannot_become_the_reference(client, node, frames):
+    """The matches carry the reference stamp in UINT32 fields: a frame stamped before 1970 is
+    refused as the reference with the reason, and matching goes on against the old one."""
+    images, _ = frames
+    send_and_wait(client, node, frame_msg(images[3], 600))
+    assert client.call(Trigger, f"{NODE}/set_reference").success
+    early = frame_msg(images[4], 0)
+    early.header.stamp.sec = -1
+    response = None
+    for _ in range(20):  # best effort: repeat until the node has seen the frame
+        client.camera.publish(early)
+        time.sleep(0.2)
+        response = client.call(Trigger, f"{NODE}/set_reference", timeout=10.0)
+        if not response.success:
+            break
+    assert response is not None and not response.success, response
+    assert "negative seconds (-1)" in response.message, response.message
+    after = matches_from_msg(send_and_wait(client, node, frame_msg(images[5], 601)))
+    assert after.ref_stamp == (STAMP_BASE + 600, 0) and len(after.scores) > 0
+
+
+def latest_status(client, newer_than):
+    """The loftr_ros DiagnosticStatus of the newest /diagnostics received after ``newer_than``."""
+    with client.diagnostics._lock:
+        pairs = list(zip(client.diagnostics.times, client.diagnostics.items))
+    for arrived, msg in reversed(pairs):
+        for status in msg.status:
+            if arrived > newer_than and status.name == api.DIAGNOSTIC_NAME:
+                return status
+    return None
+
+
+def wait_for_status(client, node, level, newer_than, timeout=10.0):
+    """The first loftr_ros status at ``level`` reported after ``newer_than`` (or fail)."""
+    found = wait_for(lambda: (lambda s: s if s is not None and s.level == level else None)(
+        latest_status(client, newer_than)), timeout, process=node)
+    last = latest_status(client, newer_than)
+    assert found is not None, f"no status at level {level!r}; last: {last}"
+    return found
+
+
+def test_diagnostics_warn_when_frames_are_rejected_or_unmatched(client, node, frames):
+    """While every frame is rejected or nothing matches, /diagnostics says so (WARN) instead of
+    OK; good frames bring it back to OK. The node reports every 0.5 s here."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    images, _ = frames
+    send_and_wait(client, node, frame_msg(images[0], 700))
+    assert client.call(Trigger, f"{NODE}/set_reference").success
+    send_and_wait(client, node, frame_msg(images[1], 701))
+    wait_for_status(client, node, DiagnosticStatus.OK, time.monotonic())
+
+    bayer = frame_msg(images[2][:, :, 0].copy(), 702, encoding="mono8")
+    bayer.encoding = "bayer_rggb8"
+    started = time.monotonic()
+    while time.monotonic() - started < 1.5:
+        client.camera.publish(bayer)
+        time.sleep(0.05)
+    status = wait_for_status(client, node, DiagnosticStatus.WARN, started)
+    assert "rejected" in status.message, status.message
+
+    black = frame_msg(np.zeros((FRAME_SIZE[1], FRAME_SIZE[0], 3), np.uint8), 703)
+    assert len(matches_from_msg(send_and_wait(client, node, black)).scores) == 0
+    time.sleep(0.6)  # let the report that counted the bayer frames pass
+    status = wait_for_status(client, node, DiagnosticStatus.WARN, time.monotonic())
+    assert "no matches" in status.message, status.message
+
+    send_and_wait(client, node, frame_msg(images[1], 704))
+    status = wait_for_status(client, node, DiagnosticStatus.OK, time.monotonic())
+    assert status.message.startswith("matching at"), status.message
