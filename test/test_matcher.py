@@ -105,6 +105,34 @@ def test_factory_errors(tmp_path, seed_files: tuple) -> None:
         create_runtime(backend="onnxruntime", weights=str(corrupt), preset="seed")
 
 
+def test_onnx_metadata_must_agree_with_the_graph(tmp_path) -> None:
+    """An ONNX file whose loftr_ros metadata names another input size than its graph takes
+    (edited or mixed up) is refused at load time, not at the first frame."""
+    import onnx
+
+    from loftr_ros.export import CONFIG_METADATA_KEY
+
+    small = default_weights("onnx").replace("lite.onnx", "lite_320x240.onnx")
+    if not os.path.isfile(small):
+        pytest.skip("bundled lite_320x240.onnx missing")
+    model = onnx.load(small)
+    for prop in model.metadata_props:
+        if prop.key == CONFIG_METADATA_KEY:
+            config = json.loads(prop.value)
+            assert (config["input_width"], config["input_height"]) == (320, 240)
+            config["input_width"], config["input_height"] = 640, 480
+            prop.value = json.dumps(config)
+    edited = tmp_path / "edited.onnx"
+    onnx.save(model, str(edited))
+    with pytest.raises(ModelLoadError, match="metadata says 640x480 but the graph takes 320x240"):
+        create_runtime(backend="onnxruntime", weights=str(edited))
+    assert create_runtime(backend="onnxruntime", weights=small).input_size == (320, 240)
+    folder = tmp_path / "folder.onnx"
+    folder.mkdir()
+    with pytest.raises(ModelLoadError, match="not a file"):
+        create_runtime(backend="onnxruntime", weights=str(folder))
+
+
 def test_auto_backend_follows_the_file_type(seed_files: tuple) -> None:
     assert create_runtime(weights=seed_files[1], preset="seed").name == "onnxruntime"
     assert create_runtime(weights=seed_files[0]).name == "torch"

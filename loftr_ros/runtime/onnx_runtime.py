@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -37,16 +37,29 @@ def read_onnx_config(session: "object", path: str, preset: Optional[str]) -> Mod
             raise ModelLoadError(f"{path}: invalid loftr_ros config metadata: {exc}") from None
         if preset and preset != config.name:
             raise ModelLoadError(f"{path}: holds preset {config.name!r}, not {preset!r}")
+        graph_size = _static_input_size(session)
+        if graph_size is not None and graph_size != config.input_size:
+            raise ModelLoadError(
+                f"{path}: its metadata says {config.input_width}x{config.input_height} but the "
+                f"graph takes {graph_size[0]}x{graph_size[1]} images (an edited or mixed-up file)")
         return config
     if not preset:
         raise ModelLoadError(f"{path}: ONNX file without loftr_ros metadata; pass its preset "
                              "(e.g. preset='seed' for the Coarse LoFTR TRT ONNX)")
+    size = _static_input_size(session)
+    if size is None:
+        shape = session.get_inputs()[0].shape  # type: ignore[attr-defined]
+        raise ModelLoadError(f"{path}: input shape {shape} is not static [1,1,H,W]")
+    return get_preset(preset).with_input_size(*size)
+
+
+def _static_input_size(session: "object") -> Optional[Tuple[int, int]]:
+    """(width, height) of the graph's first input [1,1,H,W], or None where it is not static."""
     shape = session.get_inputs()[0].shape  # type: ignore[attr-defined]
     try:
-        height, width = int(shape[2]), int(shape[3])
+        return int(shape[3]), int(shape[2])
     except (TypeError, ValueError, IndexError):
-        raise ModelLoadError(f"{path}: input shape {shape} is not static [1,1,H,W]") from None
-    return get_preset(preset).with_input_size(width, height)
+        return None
 
 
 class OnnxRuntime(InferenceRuntime):
@@ -62,7 +75,8 @@ class OnnxRuntime(InferenceRuntime):
             raise BackendUnavailableError("onnxruntime is not installed "
                                           "(pip install onnxruntime)") from None
         if not os.path.isfile(onnx_path):
-            raise ModelLoadError(f"{onnx_path}: no such ONNX file")
+            what = "not a file" if os.path.exists(onnx_path) else "no such ONNX file"
+            raise ModelLoadError(f"{onnx_path}: {what}")
         options = onnxruntime.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)
