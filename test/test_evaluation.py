@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import cv2
 import numpy as np
@@ -253,6 +254,26 @@ class _TimedOracle(_Oracle):
         matches = super().match(image0, image1)
         matches.timings = {"inference": 7.0}
         return matches
+
+
+def test_runner_pauses_before_each_timed_call(tmp_path):
+    """No timed call starts right after the previous one ended (onnxruntime's threads spin on
+    after a run), and the pause is not part of the latency."""
+    pairs = list(datasets.SyntheticPairs(_heldout_folder(tmp_path), pairs_per_image=1, seed=0))
+    calls = []
+
+    def recorded(image0, image1):
+        calls.append([time.perf_counter()])
+        matches = _Nothing().match(image0, image1)
+        calls[-1].append(time.perf_counter())
+        return matches
+
+    methods = [runner.Method(name, recorded, name) for name in ("a", "b")]
+    reports = runner.evaluate(methods, pairs, max_pairs=2, settle_s=0.2)
+    assert len(calls) == 6  # pair 0: a warm-up, a timed, b warm-up, b timed; pair 1: a, b
+    gaps = [calls[i][0] - calls[i - 1][1] for i in (1, 3, 4, 5)]
+    assert min(gaps) >= 0.2, gaps
+    assert max(report.summary["median_latency_ms"] for report in reports) < 100.0
 
 
 def test_runner_tabulates_methods_on_the_same_pairs(tmp_path):

@@ -20,6 +20,8 @@ photometric step of ``auto``. The seed files are looked up in
 Latency is the wall time of one ``match`` call (pre-processing, inference, matching; for
 baselines detection, description and matching) after one warm-up call; the table shows its
 median, and for the learned matchers the median of the network's share (``Matches.timings``).
+Each timed call starts after a short pause (``SETTLE_S``) so that it does not share the CPU with
+the previous method's onnxruntime threads, which spin on for a while after a run.
 """
 from __future__ import annotations
 
@@ -124,11 +126,19 @@ def build_method(name: str, backend: str = "onnxruntime", weights: Optional[str]
     raise ValueError(f"unknown method {name!r}; known: {', '.join(METHOD_NAMES)}")
 
 
+#: seconds of pause before each timed call. Back to back on 2 cores, the default model and the
+#: seed's ONNX slowed each other's inference from 34 and 41 ms (50 ms apart) to 81 and 76 ms.
+SETTLE_S = 0.05
+
+
 def evaluate(methods: Sequence[Method], pairs: Iterable[HomographyPair],
              max_pairs: Optional[int] = None, progress: Optional[Callable] = None,
              warmup: bool = True,
-             estimators: Sequence[str] = (metrics.DEFAULT_ESTIMATOR,)) -> List[MethodReport]:
+             estimators: Sequence[str] = (metrics.DEFAULT_ESTIMATOR,),
+             settle_s: float = SETTLE_S) -> List[MethodReport]:
     """Run every method on every pair (each pair is generated once); returns one report each.
+
+    ``settle_s``: pause before each timed call (see ``SETTLE_S``).
 
     ``estimators``: homography estimators to score each method's matches with (the first is the
     primary one; see :func:`loftr_ros.evaluation.metrics.evaluate_pair`).
@@ -147,6 +157,7 @@ def evaluate(methods: Sequence[Method], pairs: Iterable[HomographyPair],
         for method, report, method_results in zip(methods, reports, results):
             if warmup and index == 0:
                 method.match(pair.image0, pair.image1)
+            time.sleep(settle_s)
             start = time.perf_counter()
             matches = method.match(pair.image0, pair.image1)
             latency_ms = 1e3 * (time.perf_counter() - start)
