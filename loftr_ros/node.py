@@ -205,8 +205,7 @@ class MatcherNode(Node):
             self.get_logger().error(
                 f"no model loaded: {str(self.model_error).rstrip('.')}. The node keeps "
                 f"running: set_reference fails and frames on {self.image_sub.topic_name} are "
-                "ignored until it is "
-                "restarted with working model parameters")
+                "ignored until it is restarted with working model parameters")
             return
         self.get_logger().info(
             f"ready: backend {self.matcher.runtime.description}, model {self.model_name}, "

@@ -50,8 +50,10 @@ def draw_matches(image0: np.ndarray, image1: np.ndarray, keypoints0: np.ndarray,
     is larger is first shrunk to it (and its keypoints with it), which bounds the picture's size
     whatever the frames'.
     """
-    left, scale0 = shrink(to_bgr(image0), max_side)
-    right, scale1 = shrink(to_bgr(image1), max_side)
+    # shrink before to_bgr, which would copy a large gray frame into three channels
+    shrunk0, scale0 = shrink(image0, max_side)
+    shrunk1, scale1 = shrink(image1, max_side)
+    left, right = to_bgr(shrunk0), to_bgr(shrunk1)
     keypoints0 = np.asarray(keypoints0, dtype=np.float32) * np.float32(scale0)
     keypoints1 = np.asarray(keypoints1, dtype=np.float32) * np.float32(scale1)
     height = max(left.shape[0], right.shape[0])
