@@ -11,7 +11,8 @@ measures on ``--data``:
   ``HomographyPairs[i]``, CPU work whatever the device);
 - one optimiser step (forward, losses, backward, clip, AdamW) on ``--device``, on a batch made
   beforehand, so that it times the device alone;
-- one validation (``Trainer.validate``: 16 pairs, run after each epoch).
+- one validation (``Trainer.validate``: 16 pairs, run after each epoch; the model is untrained
+  here, so the matching share of it may differ a little from a real run's).
 
 and projects the stage: ``steps x (batch x pair + step) + epochs x validation`` with the pairs made
 in the training process (``--workers 0``, the README's commands), and ``steps x max(step, batch x
@@ -21,6 +22,7 @@ beside the training process (on a GPU machine). Checkpoint writes are left out (
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import sys
@@ -110,7 +112,7 @@ def time_stage(stage: Stage, data: Sequence[str], device: str, steps: int, pairs
         if on_cuda:
             torch.cuda.synchronize(trainer.device)
 
-    index = iter(range(10 ** 9))
+    index = itertools.count()
     pair_ms = median_ms(lambda: trainer.dataset[next(index)], pairs, lambda: None)
     batch = default_collate([trainer.dataset[i] for i in range(stage.batch_size)])
     trainer.train_step(batch)   # warm-up: allocations, kernel selection
