@@ -11,7 +11,6 @@ import pytest
 from ros_helpers import (  # noqa: I001
     RosClient,
     RosProcess,
-    diagnostic_values,
     model_ros_args,
     require_rclpy,
     wait_for,
@@ -90,22 +89,24 @@ def frame_msg(image, index, encoding="bgr8"):
     return msg
 
 
+def latest_status(client, newer_than):
+    """The loftr_ros DiagnosticStatus of the newest /diagnostics received after ``newer_than``
+    (monotonic time), or None."""
+    with client.diagnostics._lock:
+        pairs = list(zip(client.diagnostics.times, client.diagnostics.items))
+    for arrived, msg in reversed(pairs):
+        for status in msg.status:
+            if arrived > newer_than and status.name == api.DIAGNOSTIC_NAME:
+                return status
+    return None
+
+
 def latest_diagnostics(client, node, newer_than=None, timeout=10.0):
     """Values of a /diagnostics message received after ``newer_than`` (monotonic time)."""
     newer_than = time.monotonic() if newer_than is None else newer_than
-
-    def fresh():
-        with client.diagnostics._lock:
-            pairs = list(zip(client.diagnostics.times, client.diagnostics.items))
-        for arrived, msg in reversed(pairs):
-            values = diagnostic_values(msg)
-            if arrived > newer_than and values:
-                return values
-        return None
-
-    values = wait_for(fresh, timeout, process=node)
-    assert values, "no /diagnostics from loftr_matcher"
-    return values
+    status = wait_for(lambda: latest_status(client, newer_than), timeout, process=node)
+    assert status is not None, "no /diagnostics from loftr_matcher"
+    return {kv.key: kv.value for kv in status.values}
 
 
 def send_and_wait(client, node, msg, timeout=20.0):
@@ -398,23 +399,14 @@ def test_negative_stamp_cannot_become_the_reference(client, node, frames):
     assert after.ref_stamp == (STAMP_BASE + 600, 0) and len(after.scores) > 0
 
 
-def latest_status(client, newer_than):
-    """The loftr_ros DiagnosticStatus of the newest /diagnostics received after ``newer_than``."""
-    with client.diagnostics._lock:
-        pairs = list(zip(client.diagnostics.times, client.diagnostics.items))
-    for arrived, msg in reversed(pairs):
-        for status in msg.status:
-            if arrived > newer_than and status.name == api.DIAGNOSTIC_NAME:
-                return status
-    return None
-
-
 def wait_for_status(client, node, level, newer_than, timeout=10.0):
     """The first loftr_ros status at ``level`` reported after ``newer_than`` (or fail)."""
-    found = wait_for(lambda: (lambda s: s if s is not None and s.level == level else None)(
-        latest_status(client, newer_than)), timeout, process=node)
-    last = latest_status(client, newer_than)
-    assert found is not None, f"no status at level {level!r}; last: {last}"
+    def at_level():
+        status = latest_status(client, newer_than)
+        return status if status is not None and status.level == level else None
+
+    found = wait_for(at_level, timeout, process=node)
+    assert found is not None, f"no status at {level!r}; last: {latest_status(client, newer_than)}"
     return found
 
 
