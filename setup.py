@@ -32,8 +32,8 @@ setup(
     python_requires=">=3.8",
     entry_points={
         "console_scripts": [
-            "matcher_node = loftr_ros.node:main",
-            "image_player = loftr_ros.image_player:main",
+            "matcher_node = loftr_ros.ros.node:main",
+            "image_player = loftr_ros.ros.image_player:main",
             "loftr-match = loftr_ros.cli.match:main",
             "loftr-export = loftr_ros.cli.export:main",
             "loftr-build-engine = loftr_ros.cli.build_engine:main",

@@ -10,7 +10,7 @@ plus the median of the inference alone. Heavy rows stop after ``--max-seconds`` 
 Weights: the seed's real checkpoint for ``seed``, the bundled default weights where they exist,
 random initialisation otherwise — inference time does not depend on the weight values (matching
 time grows a little with the number of matches, which untrained weights do not produce). ONNX
-files are exported into a temporary folder with :func:`loftr_ros.export.export_onnx`.
+files are exported into a temporary folder with :func:`loftr_ros.deploy.onnx_export.export_onnx`.
 
 Refinement: each Matcher's default (``auto``: the photometric step) except for the seed, which
 gets ``expectation`` as in ``loftr-eval``.
@@ -60,7 +60,7 @@ class Row:
 def photo_pair(seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
     """A 640x480 gray pair of a real photo under a random homography (random texture if
     scikit-image is absent)."""
-    from loftr_ros.training.homography import make_pair
+    from loftr_ros.synthetic.homography import make_pair
 
     try:
         from skimage import data
@@ -128,8 +128,8 @@ def bench_presets(presets: Sequence[str], pair: Tuple[np.ndarray, np.ndarray], t
     """torch and onnxruntime rows for each preset, through ``Matcher.match``."""
     import torch
 
-    from loftr_ros.export import export_onnx
-    from loftr_ros.matcher import Matcher
+    from loftr_ros.deploy.onnx_export import export_onnx
+    from loftr_ros.matching.matcher import Matcher
     from loftr_ros.runtime.onnx_runtime import OnnxRuntime
     from loftr_ros.runtime.torch_runtime import TorchRuntime
 
@@ -157,7 +157,7 @@ def bench_presets(presets: Sequence[str], pair: Tuple[np.ndarray, np.ndarray], t
 def bench_seed_onnx(pair, threads: int, repeats: int, warmup: int, max_seconds: float
                     ) -> Optional[Row]:
     """The Coarse LoFTR TRT seed's own ONNX file under onnxruntime (None if not found)."""
-    from loftr_ros.matcher import Matcher
+    from loftr_ros.matching.matcher import Matcher
 
     path = _shared_seed_file("LoFTR_teacher.onnx")
     if path is None:
@@ -191,7 +191,7 @@ def head_to_head(pair, threads: int, rounds: int, repeats: int, warmup: int
     whole ``match`` (pre-processing, inference, matching, refinement) are recorded. Returns None
     when the seed ONNX is not found.
     """
-    from loftr_ros.matcher import Matcher
+    from loftr_ros.matching.matcher import Matcher
     from loftr_ros.runtime import default_cpu_onnx, default_weights
 
     seed_path = _shared_seed_file("LoFTR_teacher.onnx")

@@ -41,8 +41,8 @@ from ros_helpers import (  # noqa: E402
 
 from loftr_ros import ros_interface as api  # noqa: E402
 from loftr_ros.cli import size_argument  # noqa: E402
-from loftr_ros.image_conversion import array_to_image_msg  # noqa: E402
-from loftr_ros.virtual_camera import make_sequence  # noqa: E402
+from loftr_ros.ros.image_conversion import array_to_image_msg  # noqa: E402
+from loftr_ros.synthetic.virtual_camera import make_sequence  # noqa: E402
 
 NAMESPACE = "/bench"
 CAMERA = f"{NAMESPACE}/camera"
@@ -103,7 +103,7 @@ class Bench:
         from sensor_msgs.msg import Image, PointCloud2
 
         self.frames, _ = make_sequence(30, args.size, step=2.0)
-        self.node = RosProcess("loftr_ros.node", name="matcher_node", ros_args=node_args(args))
+        self.node = RosProcess("loftr_ros.ros.node", name="matcher_node", ros_args=node_args(args))
         self.client = RosClient("bench_client")
         self.sent: Dict[int, float] = {}
         self.latencies: List[tuple] = []  # (arrival, latency s)

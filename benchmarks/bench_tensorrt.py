@@ -51,7 +51,7 @@ def photo_pair() -> Tuple[np.ndarray, np.ndarray]:
     """640x480 float32 [1,1,H,W] pair: the bundled photo under a random homography."""
     import cv2
 
-    from loftr_ros.training.homography import make_pair
+    from loftr_ros.synthetic.homography import make_pair
 
     photo = cv2.imread(str(REPO / "loftr_ros" / "data" / "coffee.png"), cv2.IMREAD_GRAYSCALE)
     if photo is None:
@@ -82,7 +82,7 @@ def timings(call: Callable[[], object], repeats: int, warmup: int) -> Tuple[floa
 
 def export_preset(preset: str, folder: str) -> str:
     """ONNX of ``preset``: bundled weights, the seed's checkpoint, or random init."""
-    from loftr_ros.export import export_onnx
+    from loftr_ros.deploy.onnx_export import export_onnx
     from loftr_ros.model.presets import DEFAULT_PRESET, get_preset
 
     bundled = REPO / "loftr_ros" / "weights" / f"{preset}.onnx"
@@ -104,9 +104,9 @@ def export_preset(preset: str, folder: str) -> str:
 
 
 def bench(onnx_path: str, label: str, precision: str, pair, args) -> Row:
-    from loftr_ros.engine import get_or_build_engine
     from loftr_ros.runtime.onnx_runtime import OnnxRuntime
-    from loftr_ros.runtime.tensorrt_runtime import TensorRTRuntime
+    from loftr_ros.runtime.tensorrt.engine import get_or_build_engine
+    from loftr_ros.runtime.tensorrt.runtime import TensorRTRuntime
 
     started = time.monotonic()
     engine_path = get_or_build_engine(onnx_path, cache_dir=args.cache_dir,
@@ -157,8 +157,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args(argv)
 
-    from loftr_ros.engine import import_pycuda_driver, import_tensorrt
     from loftr_ros.runtime.base import LoftrRuntimeError
+    from loftr_ros.runtime.tensorrt.engine import import_pycuda_driver, import_tensorrt
 
     try:
         trt = import_tensorrt()

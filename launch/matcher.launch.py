@@ -7,7 +7,7 @@
     ros2 service call /loftr_matcher/set_reference std_srvs/srv/Trigger
 
 Arguments: camera_topic, params_file, namespace, use_player, player_path, player_rate, and one
-per node parameter (loftr_ros.ros_interface.PARAMETERS, e.g. backend, weights, refinement,
+per node parameter (loftr_ros.ros.interface.PARAMETERS, e.g. backend, weights, refinement,
 threshold): empty = keep the params file's value, else it overrides it. Launch arguments are
 not scoped: when a parent launch file that has arguments of these names (``threads``,
 ``weights``, ...) includes this one, wrap the include in ``GroupAction(scoped=True)`` with the
@@ -21,7 +21,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from loftr_ros import ros_interface as api
+from loftr_ros.ros import interface as api
 
 PACKAGE = "loftr_ros"
 

@@ -5,7 +5,7 @@
 # matches/FPS/latency. Debug images land in demo_out/.
 #
 #   ./scripts/demo.sh                  as above
-#   ./scripts/demo.sh --backend torch  extra arguments go to `python -m loftr_ros.demo`
+#   ./scripts/demo.sh --backend torch  extra arguments go to `python -m loftr_ros.ros.demo`
 #                                      (see --help); the torch backend needs ./scripts/setup.sh
 #                                      without --runtime-only
 set -euo pipefail
@@ -18,4 +18,4 @@ cd "$repo"
 # shellcheck source=scripts/env.sh
 source scripts/env.sh
 
-exec python -m loftr_ros.demo --out demo_out "$@"
+exec python -m loftr_ros.ros.demo --out demo_out "$@"

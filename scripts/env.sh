@@ -1,6 +1,6 @@
 # Source me (bash): the environment scripts/test.sh and scripts/demo.sh run loftr_ros in, from
 # .venv and the ROS 2 wheels, without a ROS install. For a shell of your own:
-#     ./scripts/setup.sh && source scripts/env.sh && python -m pytest test/test_matching.py
+#     ./scripts/setup.sh && source scripts/env.sh && python -m pytest test/matching/test_postprocess.py
 #
 # Sets: PATH/VIRTUAL_ENV (.venv), AMENT_PREFIX_PATH (.venv, where scripts/setup.sh links the
 # package's ament index entry and share/ files), RMW_IMPLEMENTATION (Fast DDS, the only RMW wheel),

@@ -1,6 +1,6 @@
 """Generate README.md's reference tables from the code, so that they cannot drift.
 
-Sources: ``loftr_ros/ros_interface.py`` (TOPICS, PARAMETERS, MATCHES_FIELDS) and
+Sources: ``loftr_ros/ros/interface.py`` (TOPICS, PARAMETERS, MATCHES_FIELDS) and
 ``loftr_ros/model/presets.py`` (PRESETS). Each table sits in README.md between
 
     <!-- BEGIN GENERATED: NAME (scripts/readme_tables.py) -->

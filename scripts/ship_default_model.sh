@@ -18,9 +18,9 @@ python - <<'PY'
 import cv2
 import numpy as np
 
-from loftr_ros.export import export_onnx
-from loftr_ros.preprocess import prepare
-from loftr_ros.training.homography import make_pair
+from loftr_ros.deploy.onnx_export import export_onnx
+from loftr_ros.matching.preprocess import prepare
+from loftr_ros.synthetic.homography import make_pair
 
 photo = cv2.imread("loftr_ros/data/coffee.png", cv2.IMREAD_GRAYSCALE)
 image0, image1, _ = make_pair(np.random.default_rng(11), photo, 640, 480)

@@ -26,7 +26,7 @@ def photo_gray() -> np.ndarray:
 @pytest.fixture(scope="session")
 def photo_pair(photo_gray: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A real-photo pair at 640x480 under a known homography: (img0, img1, H_0to1)."""
-    from loftr_ros.training.homography import make_pair
+    from loftr_ros.synthetic.homography import make_pair
 
     return make_pair(np.random.default_rng(11), photo_gray, 640, 480)
 

@@ -3,7 +3,7 @@
 - :func:`configure_ros_environment` puts this process (and every child it starts) on a private
   ``ROS_DOMAIN_ID`` with the repository's Fast DDS profile (loopback only, 16 MiB shared memory)
   and ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``. Call it before ``rclpy.init``.
-- :class:`RosProcess` starts ``python -m loftr_ros.node`` (or any module) with ``--ros-args``,
+- :class:`RosProcess` starts ``python -m loftr_ros.ros.node`` (or any module) with ``--ros-args``,
   keeps its output in a log file, stops it with SIGINT and reports the exit code.
 - :class:`RosClient` is an rclpy node in its own context, spun by a background thread, with
   helpers to collect messages and call services.
@@ -85,7 +85,7 @@ class RosProcess:
     """A child process running a loftr_ros module with ``--ros-args``.
 
     Args:
-        module: e.g. ``"loftr_ros.node"``.
+        module: e.g. ``"loftr_ros.ros.node"``.
         ros_args: everything after ``--ros-args`` (``-p name:=value``, ``-r from:=to``...).
         args: plain arguments before ``--ros-args``.
         env: extra environment variables.
@@ -230,7 +230,7 @@ class Collector:
 
 def diagnostic_values(array_msg: Any) -> Dict[str, str]:
     """The key/value pairs of the loftr_ros status in a DiagnosticArray (empty if absent)."""
-    from loftr_ros.ros_interface import DIAGNOSTIC_NAME
+    from loftr_ros.ros.interface import DIAGNOSTIC_NAME
 
     for status in array_msg.status:
         if status.name == DIAGNOSTIC_NAME:

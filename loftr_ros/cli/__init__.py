@@ -7,8 +7,8 @@ from typing import Tuple
 
 def size_argument(text: str) -> Tuple[int, int]:
     """argparse type for a ``WxH`` size such as ``640x480``; each side at least
-    ``loftr_ros.preprocess.MIN_IMAGE_SIDE`` (the smallest frame the matcher takes)."""
-    from loftr_ros.preprocess import MIN_IMAGE_SIDE
+    ``loftr_ros.matching.preprocess.MIN_IMAGE_SIDE`` (the smallest frame the matcher takes)."""
+    from loftr_ros.matching.preprocess import MIN_IMAGE_SIDE
 
     parts = text.lower().split("x")
     if len(parts) != 2 or not all(part.isdigit() for part in parts):

@@ -21,7 +21,7 @@ from loftr_ros.cli import size_argument
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from loftr_ros.engine import DEFAULT_WORKSPACE_MB, default_cache_dir
+    from loftr_ros.runtime.tensorrt.engine import DEFAULT_WORKSPACE_MB, default_cache_dir
 
     parser = argparse.ArgumentParser(prog="loftr-build-engine", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _audit_notes(onnx_path: str) -> List[str]:
     """Problems the static audit finds (printed as notes: newer TensorRT may still parse them)."""
     try:
-        from loftr_ros.onnx_audit import audit_onnx
+        from loftr_ros.deploy.onnx_audit import audit_onnx
 
         report = audit_onnx(onnx_path)
     except ImportError:
@@ -65,8 +65,8 @@ def _audit_notes(onnx_path: str) -> List[str]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    from loftr_ros.engine import build_engine, get_or_build_engine
     from loftr_ros.runtime.base import LoftrRuntimeError
+    from loftr_ros.runtime.tensorrt.engine import build_engine, get_or_build_engine
 
     def log(line: str) -> None:
         print(line, flush=True)

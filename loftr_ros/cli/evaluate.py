@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import cv2
 
 from loftr_ros.evaluation import datasets, metrics, runner
-from loftr_ros.matching import REFINEMENTS
+from loftr_ros.matching.postprocess import REFINEMENTS
 
 DEFAULT_SYNTHETIC = Path("data/heldout")
 

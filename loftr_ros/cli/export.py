@@ -1,8 +1,8 @@
 """``loftr-export WEIGHTS OUT.onnx``: static-shape ONNX export, verified against torch.
 
 With ``--int8-calibration DIR`` the file written is the INT8 graph for onnxruntime on the CPU
-(:mod:`loftr_ros.quantization`), calibrated on the images of DIR; the float graph it comes from is
-verified against torch first."""
+(:mod:`loftr_ros.deploy.quantization`), calibrated on the images of DIR; the float graph it
+comes from is verified against torch first."""
 from __future__ import annotations
 
 import argparse
@@ -32,9 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    from loftr_ros.export import export_onnx
+    from loftr_ros.deploy.onnx_export import export_onnx
+    from loftr_ros.matching.preprocess import prepare
     from loftr_ros.model.checkpoint import CheckpointError, load_model
-    from loftr_ros.preprocess import prepare
     from loftr_ros.runtime import default_weights
     from loftr_ros.runtime.base import LoftrRuntimeError
 
@@ -74,10 +74,10 @@ def _export_int8(model: object, args: argparse.Namespace, verify: Optional[tuple
 
     import numpy as np
 
-    from loftr_ros.engine import calibration_pairs
-    from loftr_ros.export import export_onnx
-    from loftr_ros.quantization import quantize_cpu_int8
+    from loftr_ros.deploy.onnx_export import export_onnx
+    from loftr_ros.deploy.quantization import quantize_cpu_int8
     from loftr_ros.runtime.onnx_runtime import OnnxRuntime
+    from loftr_ros.runtime.tensorrt.engine import calibration_pairs
 
     # read the calibration frames first: a bad folder fails before the slow export
     pairs = calibration_pairs(args.int8_calibration, model.config.input_size,  # type: ignore

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import cv2
 
-from loftr_ros.matching import REFINEMENTS
+from loftr_ros.matching.postprocess import REFINEMENTS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,9 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    from loftr_ros.matcher import Matcher
+    from loftr_ros.matching.drawing import draw_matches
+    from loftr_ros.matching.matcher import Matcher
     from loftr_ros.runtime.base import LoftrRuntimeError
-    from loftr_ros.visualization import draw_matches
 
     images = []
     for path in (args.image0, args.image1):

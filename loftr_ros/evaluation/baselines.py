@@ -1,7 +1,7 @@
 """Classical baselines for ``loftr-eval``: OpenCV SIFT and ORB with ratio test and mutual check.
 
 Both take the same grayscale uint8 images as the learned matchers and return an object with the
-attributes the evaluation reads from :class:`loftr_ros.matcher.Matches`: ``keypoints0``,
+attributes the evaluation reads from :class:`loftr_ros.matching.matcher.Matches`: ``keypoints0``,
 ``keypoints1`` (float32 ``[N,2]`` pixels), ``scores`` (float32 ``[N]``, ``1 - ratio`` in [0,1])
 and ``timings`` (ms). Matching keeps a pair (i, j) only if j is i's nearest neighbour, i is j's
 nearest neighbour (mutual / cross-check) and i's nearest/second-nearest distance ratio is below

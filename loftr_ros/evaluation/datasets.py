@@ -9,7 +9,7 @@ Two sources, both iterated lazily (one pair in memory at a time) and never cache
   so corner errors are in pixels of the resized images.
 - :class:`SyntheticPairs`: the project's held-out photos (``data/heldout``, see
   :mod:`loftr_ros.training.data_sources`) warped by random homographies with photometric changes
-  (:func:`loftr_ros.training.homography.make_pair`) at 640x480. Each pair's random generator is
+  (:func:`loftr_ros.synthetic.homography.make_pair`) at 640x480. Each pair's random generator is
   seeded from (seed, file name, pair index), so a pair does not change when images are added.
 
 A pair is a :class:`HomographyPair` of two grayscale uint8 images.
@@ -24,7 +24,7 @@ from typing import Iterator, List, Optional, Tuple
 import cv2
 import numpy as np
 
-from loftr_ros.training.homography import make_pair
+from loftr_ros.synthetic.homography import make_pair
 
 IMAGE_EXTENSIONS = (".ppm", ".png", ".jpg", ".jpeg", ".pgm", ".bmp")
 HPATCHES_SHORT_SIDE = 480

@@ -25,7 +25,7 @@ from typing import Dict, Optional, Sequence
 import cv2
 import numpy as np
 
-from loftr_ros.training.homography import warp_points
+from loftr_ros.synthetic.homography import warp_points
 
 AUC_THRESHOLDS_PX = (3.0, 5.0, 10.0)
 PRECISION_THRESHOLD_PX = 3.0

@@ -2,7 +2,7 @@
 
 A *method* is anything with ``match(image0, image1)`` returning an object with ``keypoints0`` and
 ``keypoints1`` (float32 ``[N,2]`` pixels of the images passed in): a
-:class:`loftr_ros.matcher.Matcher`, or a baseline from :mod:`loftr_ros.evaluation.baselines`.
+:class:`loftr_ros.Matcher`, or a baseline from :mod:`loftr_ros.evaluation.baselines`.
 :func:`build_method` makes them from names:
 
 ======================  ===========================================================================
@@ -85,9 +85,10 @@ def seed_weights_file(file_name: str) -> Path:
 def _create_matcher(threads: Optional[int], **kwargs: Any):
     """``Matcher.create(**kwargs, threads=threads)``; MethodUnavailable with the reason."""
     try:
-        from loftr_ros.matcher import Matcher
+        from loftr_ros.matching.matcher import Matcher
     except ImportError as error:
-        raise MethodUnavailable(f"loftr_ros.matcher cannot be imported: {error}") from error
+        raise MethodUnavailable(f"loftr_ros.matching.matcher cannot be imported: {error}"
+                                ) from error
     try:
         return Matcher.create(threads=threads or None, **kwargs)
     except Exception as error:  # the factory's own errors are clear; keep them as the reason

@@ -38,8 +38,8 @@ def default_weights(kind: str, input_size: Optional[Tuple[int, int]] = None) -> 
 
 def default_cpu_onnx(input_size: Optional[Tuple[int, int]] = None) -> str:
     """The bundled ONNX that onnxruntime loads on the CPU: the INT8 graph
-    (``lite_int8.onnx``, :mod:`loftr_ros.quantization`) where one ships for ``input_size``, else
-    the float graph of :func:`default_weights`."""
+    (``lite_int8.onnx``, :mod:`loftr_ros.deploy.quantization`) where one ships for ``input_size``,
+    else the float graph of :func:`default_weights`."""
     float_path = default_weights("onnx", input_size)
     int8_path = float_path[:-len(".onnx")] + "_int8.onnx"
     return int8_path if os.path.exists(int8_path) else float_path
@@ -152,11 +152,11 @@ def _check_static_size(runtime: InferenceRuntime, input_size: Optional[Tuple[int
 
 def _create_tensorrt(path: str, preset: Optional[str], input_size: Optional[Tuple[int, int]],
                      engine_cache_dir: Optional[str], fp16: Optional[bool]) -> InferenceRuntime:
-    from loftr_ros.runtime.tensorrt_runtime import TensorRTRuntime
+    from loftr_ros.runtime.tensorrt.runtime import TensorRTRuntime
 
     engine_path = path
     if not path.endswith(ENGINE_SUFFIXES):
-        from loftr_ros.engine import get_or_build_engine
+        from loftr_ros.runtime.tensorrt.engine import get_or_build_engine
 
         engine_path = get_or_build_engine(path, cache_dir=engine_cache_dir, fp16=fp16)
     # The engine's JSON carries the ONNX's model config (else: preset at the engine's input size),

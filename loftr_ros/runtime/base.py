@@ -47,7 +47,7 @@ class InputSizeError(LoftrRuntimeError):
 
 class InferenceRuntime(abc.ABC):
     """Runs the network on one image pair. Implementations are not required to be thread-safe;
-    :class:`loftr_ros.matcher.Matcher` serialises calls."""
+    :class:`loftr_ros.matching.matcher.Matcher` serialises calls."""
 
     #: short backend name ("torch", "onnxruntime", "tensorrt")
     name: str = "abstract"

@@ -7,8 +7,8 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from loftr_ros.deploy.quantization import QUANTIZATION_KEY
 from loftr_ros.model.presets import ModelConfig, get_preset
-from loftr_ros.quantization import QUANTIZATION_KEY
 from loftr_ros.runtime.base import (
     CONF_MATRIX,
     CONFIG_METADATA_KEY,

@@ -22,7 +22,7 @@ import torch
 
 from loftr_ros.evaluation.datasets import SyntheticPairs
 from loftr_ros.evaluation.metrics import auc, corner_error, estimate_homography, precision
-from loftr_ros.matching import MatchingOptions, match_confidence
+from loftr_ros.matching.postprocess import MatchingOptions, match_confidence
 from loftr_ros.model.checkpoint import load_model, save_model
 from loftr_ros.model.network import CoarseLoFTR
 

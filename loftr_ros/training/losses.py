@@ -1,7 +1,7 @@
 """Training losses (torch): coarse dual-softmax focal loss, fine expectation loss, distillation.
 
 The fine window correlation here is the torch twin of
-``loftr_ros.matching.refine_with_fine_features``
+``loftr_ros.matching.postprocess.refine_with_fine_features``
 (numpy, used at inference); a test checks both give the same positions.
 """
 from __future__ import annotations

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from loftr_ros.training.homography import warp_points
+from loftr_ros.synthetic.homography import warp_points
 
 
 @dataclass

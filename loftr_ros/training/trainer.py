@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from loftr_ros.model.checkpoint import load_model, save_model
 from loftr_ros.model.network import CoarseLoFTR, build_model
 from loftr_ros.model.presets import ModelConfig, get_preset
-from loftr_ros.training.homography import HomographyParams, make_pair, warp_points
+from loftr_ros.synthetic.homography import HomographyParams, make_pair, warp_points
 from loftr_ros.training.losses import (
     coarse_focal_loss,
     distillation_loss,
@@ -308,7 +308,7 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> Dict[str, float]:
         """Coarse MNN precision (exact cell) and fine pixel error on fixed validation pairs."""
-        from loftr_ros.matching import MatchingOptions, match_confidence  # numpy side
+        from loftr_ros.matching.postprocess import MatchingOptions, match_confidence  # numpy side
 
         self.module.eval()
         fine_errors: List[float] = []

@@ -1,0 +1,205 @@
+"""The public facade: ``Matcher.create(...).match(image0, image1) -> Matches``.
+
+Example::
+
+    from loftr_ros.matching.matcher import Matcher
+    m = Matcher.create(backend="onnxruntime", weights=None)   # None = bundled default model
+    res = m.match(img0, img1)          # uint8 gray or BGR, any size from 32x32
+    res.keypoints0, res.keypoints1     # float32 [N,2], pixels of the ORIGINAL images
+    res.scores                         # float32 [N]
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+from loftr_ros.matching.postprocess import MatchingOptions, match_confidence
+from loftr_ros.matching.preprocess import InputTransform, prepare
+from loftr_ros.model.presets import ModelConfig
+from loftr_ros.runtime import create_runtime
+from loftr_ros.runtime.base import CONF_MATRIX, FINE_FEAT0, FINE_FEAT1, InferenceRuntime
+
+
+@dataclass
+class Matches:
+    """Matches between two images, in the original images' pixel coordinates.
+
+    Attributes:
+        keypoints0, keypoints1: float32 [N,2] (x, y) in image 0 / image 1.
+        scores: float32 [N] dual-softmax confidence in [0, 1].
+        input_size: model input (width, height) both images were resized to.
+        image0_size, image1_size: original (width, height).
+        refinement: sub-cell refinement applied (``none``, ``expectation``, ``fine``,
+            ``fine+photometric``, ``expectation+photometric``).
+        timings: milliseconds per stage (``preprocess``, ``inference``, ``matching``, ``total``).
+    """
+
+    keypoints0: np.ndarray
+    keypoints1: np.ndarray
+    scores: np.ndarray
+    input_size: Tuple[int, int]
+    image0_size: Tuple[int, int]
+    image1_size: Tuple[int, int]
+    refinement: str = "none"
+    timings: Dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+
+class Matcher:
+    """Thread-safe matcher around one inference runtime. Create with :meth:`create`.
+
+    ``threshold``, ``max_matches``, ``border_margin``, ``refinement``, ``min_peak_mass`` and
+    ``keep_sharpest`` may be changed at any time (the ROS node does so from its parameter
+    callback); a change applies to the next ``match``.
+    """
+
+    def __init__(self, runtime: InferenceRuntime, threshold: Optional[float] = None,
+                 max_matches: int = 0, border_margin: Optional[int] = None,
+                 refinement: str = "auto", policy: str = "resize",
+                 min_peak_mass: Optional[float] = None,
+                 keep_sharpest: int = MatchingOptions.keep_sharpest) -> None:
+        self.runtime = runtime
+        config = runtime.config
+        self.options = MatchingOptions(
+            threshold=config.match_threshold if threshold is None else float(threshold),
+            border_margin=config.border_margin if border_margin is None else int(border_margin),
+            max_matches=int(max_matches), refinement=refinement,
+            min_peak_mass=None if min_peak_mass is None else float(min_peak_mass),
+            keep_sharpest=int(keep_sharpest))
+        self.policy = policy
+        self._lock = threading.Lock()
+
+    @classmethod
+    def create(cls, backend: str = "auto", weights: Optional[str] = None,
+               preset: Optional[str] = None, input_size: Optional[Tuple[int, int]] = None,
+               threshold: Optional[float] = None, max_matches: int = 0,
+               border_margin: Optional[int] = None, refinement: str = "auto",
+               policy: str = "resize", min_peak_mass: Optional[float] = None,
+               keep_sharpest: int = MatchingOptions.keep_sharpest,
+               **backend_options: object) -> "Matcher":
+        """Build a matcher; see :func:`loftr_ros.runtime.create_runtime` for backend options."""
+        runtime = create_runtime(backend=backend, weights=weights, preset=preset,
+                                 input_size=input_size, **backend_options)  # type: ignore[arg-type]
+        return cls(runtime, threshold=threshold, max_matches=max_matches,
+                   border_margin=border_margin, refinement=refinement, policy=policy,
+                   min_peak_mass=min_peak_mass, keep_sharpest=keep_sharpest)
+
+    # ---------------------------------------------------------------- live-tunable settings
+    @property
+    def config(self) -> ModelConfig:
+        return self.runtime.config
+
+    @property
+    def backend_name(self) -> str:
+        return self.runtime.name
+
+    @property
+    def threshold(self) -> float:
+        return self.options.threshold
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        self._set_options(threshold=float(value))
+
+    @property
+    def max_matches(self) -> int:
+        return self.options.max_matches
+
+    @max_matches.setter
+    def max_matches(self, value: int) -> None:
+        self._set_options(max_matches=int(value))
+
+    @property
+    def border_margin(self) -> int:
+        return self.options.border_margin
+
+    @border_margin.setter
+    def border_margin(self, value: int) -> None:
+        self._set_options(border_margin=int(value))
+
+    @property
+    def refinement(self) -> str:
+        return self.options.refinement
+
+    @refinement.setter
+    def refinement(self, value: str) -> None:
+        self._set_options(refinement=str(value))
+
+    @property
+    def min_peak_mass(self) -> float:
+        """The fine-window filter in force: the model's calibrated ``fine.min_peak_mass`` unless
+        set here (0 = every mutual match; no effect on models without a fine stage)."""
+        if self.options.min_peak_mass is not None:
+            return self.options.min_peak_mass
+        return self.config.fine.min_peak_mass if self.config.fine is not None else 0.0
+
+    @min_peak_mass.setter
+    def min_peak_mass(self, value: float) -> None:
+        self._set_options(min_peak_mass=float(value))
+
+    @property
+    def keep_sharpest(self) -> int:
+        """The ``min_peak_mass`` filter keeps at least this many (the sharpest) while more exist;
+        0 = the limit alone decides."""
+        return self.options.keep_sharpest
+
+    @keep_sharpest.setter
+    def keep_sharpest(self, value: int) -> None:
+        self._set_options(keep_sharpest=int(value))
+
+    def _set_options(self, **changes: object) -> None:
+        new_options = dataclasses.replace(self.options, **changes)  # validates (ValueError)
+        if new_options.refinement == "fine" and self.config.fine is None:
+            raise ValueError(f"preset {self.config.name!r} has no fine stage")
+        self.options = new_options
+
+    # ---------------------------------------------------------------- matching
+    def prepare(self, image: np.ndarray) -> Tuple[np.ndarray, InputTransform]:
+        """Frame -> (model input [1,1,H,W], transform back to the frame's pixels)."""
+        return prepare(image, self.runtime.input_size, self.policy)
+
+    def match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
+        """Match two uint8 gray/BGR images of any size from ``MIN_IMAGE_SIDE`` (32) pixels a side
+        (see :class:`Matches`); ValueError for a smaller one."""
+        started = time.perf_counter()
+        input0, transform0 = self.prepare(image0)
+        input1, transform1 = self.prepare(image1)
+        return self.match_prepared(input0, transform0, input1, transform1, started)
+
+    def match_prepared(self, input0: np.ndarray, transform0: InputTransform, input1: np.ndarray,
+                       transform1: InputTransform, started: Optional[float] = None) -> Matches:
+        """Match already prepared inputs (lets a caller prepare the reference frame once)."""
+        started = time.perf_counter() if started is None else started
+        options = self.options
+        with self._lock:
+            inferred = time.perf_counter()
+            outputs = self.runtime.run(input0, input1)
+            done = time.perf_counter()
+        cells = match_confidence(outputs[CONF_MATRIX], self.config, options,
+                                 fine_feat0=outputs.get(FINE_FEAT0),
+                                 fine_feat1=outputs.get(FINE_FEAT1),
+                                 input_size=self.runtime.input_size,
+                                 images=(input0[0, 0], input1[0, 0]))
+        keep = transform0.inside_content(cells.keypoints0) & transform1.inside_content(
+            cells.keypoints1)
+        keypoints0 = transform0.to_original(cells.keypoints0[keep])
+        keypoints1 = transform1.to_original(cells.keypoints1[keep])
+        finished = time.perf_counter()
+        timings = {"preprocess": (inferred - started) * 1e3, "inference": (done - inferred) * 1e3,
+                   "matching": (finished - done) * 1e3, "total": (finished - started) * 1e3}
+        return Matches(keypoints0=keypoints0, keypoints1=keypoints1, scores=cells.scores[keep],
+                       input_size=self.runtime.input_size,
+                       image0_size=transform0.original_size, image1_size=transform1.original_size,
+                       refinement=cells.refinement, timings=timings)
+
+    def close(self) -> None:
+        """Release the runtime's resources."""
+        with self._lock:
+            self.runtime.close()

@@ -1,0 +1,1 @@
+"""TensorRT: platform probing, the engine cache, INT8 calibration, building and running engines."""

@@ -1,0 +1,338 @@
+"""The TensorRT engine (Jetson / NVIDIA GPU): a serialized engine run with pycuda buffers.
+
+- One CUDA context per runtime (``Device(i).make_context()``), made current only inside
+  :meth:`TensorRTRuntime.run`, so any thread may call it; released by :meth:`close`.
+- Page-locked host buffers and device buffers allocated once; inputs copied, the engine run and
+  outputs copied back asynchronously on one stream.
+- Both TensorRT Python APIs, chosen by feature detection: the tensor-name API
+  (``set_tensor_address`` + ``execute_async_v3``; TensorRT 8.5+, the only one in 10.x) and the
+  binding API (``get_binding_index`` + ``execute_async_v2``; TensorRT 8.2 on JetPack 4.6).
+- Outputs addressed by tensor NAME (``conf_matrix``, ``fine_feat0``, ``fine_feat1``; the seed's
+  own ONNX names are mapped like the onnxruntime engine maps them), never by binding order.
+
+Every failure is one clear exception from :mod:`loftr_ros.runtime.base`: TensorRT or pycuda not
+installed / no GPU -> BackendUnavailableError; missing, empty, truncated or foreign engine file ->
+ModelLoadError; engine input size different from the model config -> InputSizeError.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from loftr_ros.model.presets import DEFAULT_PRESET, ModelConfig, get_preset
+from loftr_ros.runtime.base import (
+    CONF_MATRIX,
+    FINE_FEAT0,
+    FINE_FEAT1,
+    INPUT0,
+    INPUT1,
+    InferenceRuntime,
+    InputSizeError,
+    LoftrRuntimeError,
+    ModelLoadError,
+)
+from loftr_ros.runtime.onnx_runtime import FOREIGN_INPUT_NAMES, FOREIGN_OUTPUT_NAMES
+from loftr_ros.runtime.tensorrt.engine import (
+    engine_incompatibility,
+    gpu_label,
+    import_pycuda_driver,
+    import_tensorrt,
+    read_engine_metadata,
+)
+
+TENSOR_NAME_API = "tensor_name"  # TensorRT 8.5+: set_tensor_address + execute_async_v3
+BINDING_API = "binding"  # TensorRT 8.2-8.6: bindings list + execute_async_v2
+REBUILD_HINT = "rebuild it on this machine with `loftr-build-engine` (or delete it from the cache)"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One engine input or output: name, static shape and numpy dtype."""
+
+    name: str
+    shape: Tuple[int, ...]
+    dtype: Any
+    is_input: bool
+
+
+def choose_api(engine: Any, context: Any) -> str:
+    """Which TensorRT Python API the engine/context objects offer: :data:`TENSOR_NAME_API` where
+    available (required by TensorRT 10), else :data:`BINDING_API` (TensorRT 8.2)."""
+    if all(hasattr(engine, attr) for attr in ("num_io_tensors", "get_tensor_name")) and \
+            all(hasattr(context, attr) for attr in ("set_tensor_address", "execute_async_v3")):
+        return TENSOR_NAME_API
+    if hasattr(engine, "num_bindings") and hasattr(context, "execute_async_v2"):
+        return BINDING_API
+    raise LoftrRuntimeError("this TensorRT Python API has neither execute_async_v3 nor "
+                            "execute_async_v2; TensorRT 8.2 or newer is needed")
+
+
+def describe_tensors(trt: Any, engine: Any, api: str) -> List[TensorSpec]:
+    """Inputs and outputs of ``engine`` (in engine order) through the API ``api``."""
+    specs = []
+    if api == TENSOR_NAME_API:
+        for index in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(index)
+            specs.append(TensorSpec(
+                name=name, shape=tuple(int(d) for d in engine.get_tensor_shape(name)),
+                dtype=np.dtype(trt.nptype(engine.get_tensor_dtype(name))),
+                is_input=engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT))
+    else:
+        for index in range(engine.num_bindings):
+            specs.append(TensorSpec(
+                name=engine.get_binding_name(index),
+                shape=tuple(int(d) for d in engine.get_binding_shape(index)),
+                dtype=np.dtype(trt.nptype(engine.get_binding_dtype(index))),
+                is_input=bool(engine.binding_is_input(index))))
+    return specs
+
+
+def map_engine_tensors(specs: Sequence[TensorSpec], config: ModelConfig, path: str
+                       ) -> Tuple[Tuple[str, str], Dict[str, str]]:
+    """Check the engine's tensors against the model config and name them.
+
+    Returns:
+        ``((input0 name, input1 name), {our output name: engine tensor name})``.
+    Raises:
+        ModelLoadError: dynamic shapes, wrong number of inputs, missing outputs.
+        InputSizeError: the engine's input size is not the config's.
+    """
+    for spec in specs:
+        if any(dim <= 0 for dim in spec.shape):
+            raise ModelLoadError(f"{path}: tensor {spec.name!r} has a dynamic shape {spec.shape}; "
+                                 "build engines from a static ONNX (loftr-export)")
+    inputs = [spec for spec in specs if spec.is_input]
+    outputs = {spec.name: spec for spec in specs if not spec.is_input}
+    if len(inputs) != 2:
+        raise ModelLoadError(f"{path}: expected 2 image inputs, the engine has "
+                             f"{[spec.name for spec in inputs]}")
+    by_name = {spec.name: spec for spec in inputs}
+    foreign = FOREIGN_INPUT_NAMES.get(config.name)
+    if INPUT0 in by_name and INPUT1 in by_name:
+        input_names = (INPUT0, INPUT1)
+    elif foreign and all(name in by_name for name in foreign):
+        input_names = (foreign[0], foreign[1])
+    else:
+        input_names = (inputs[0].name, inputs[1].name)
+    width, height = config.input_size
+    for name in input_names:
+        if by_name[name].shape != (1, 1, height, width):
+            shape = by_name[name].shape
+            built = f"{shape[-1]}x{shape[-2]}" if len(shape) == 4 else str(shape)
+            raise InputSizeError(
+                f"{path}: engine input {name!r} has shape {shape} (built for {built}), but the "
+                f"{config.name} model config says {width}x{height}: export an ONNX of that size "
+                "and rebuild the engine, or use the engine's size")
+    mapping = {name: name for name in (CONF_MATRIX, FINE_FEAT0, FINE_FEAT1) if name in outputs}
+    for ours, theirs in FOREIGN_OUTPUT_NAMES.get(config.name, {}).items():
+        if ours not in mapping and theirs in outputs:
+            mapping[ours] = theirs
+    if CONF_MATRIX not in mapping:
+        raise ModelLoadError(f"{path}: no output named {CONF_MATRIX!r} (outputs "
+                             f"{sorted(outputs)})")
+    if config.fine is not None and not (FINE_FEAT0 in mapping and FINE_FEAT1 in mapping):
+        raise ModelLoadError(f"{path}: the {config.name} model needs outputs {FINE_FEAT0!r} and "
+                             f"{FINE_FEAT1!r} (outputs {sorted(outputs)})")
+    return input_names, mapping
+
+
+def config_from_engine_metadata(metadata: Optional[Dict[str, Any]], path: str,
+                                preset: Optional[str]) -> Optional[ModelConfig]:
+    """The model config recorded beside an engine (by loftr_ros.runtime.tensorrt), or None."""
+    data = (metadata or {}).get("model_config")
+    if not data:
+        return None
+    try:
+        config = ModelConfig.from_dict(data)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ModelLoadError(f"{path}: invalid model config in its JSON: {exc}") from None
+    if preset and preset != config.name:
+        raise ModelLoadError(f"{path}: holds preset {config.name!r}, not {preset!r}")
+    return config
+
+
+def read_engine_bytes(path: str) -> bytes:
+    """The engine file's bytes; ModelLoadError if missing or empty."""
+    if not os.path.isfile(path):
+        raise ModelLoadError(f"{path}: no such TensorRT engine file")
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if not data:
+        raise ModelLoadError(f"{path}: the engine file is empty (an interrupted build?); "
+                             f"{REBUILD_HINT}")
+    return data
+
+
+class TensorRTRuntime(InferenceRuntime):
+    """Runs a serialized TensorRT engine built by :mod:`loftr_ros.runtime.tensorrt.engine`.
+
+    Args:
+        config: the model config (from the ONNX metadata); None = the one recorded beside the
+            engine, else ``preset`` with the engine's input size.
+        engine_path: serialized engine file.
+        preset: preset name for engines without recorded config (e.g. built from the seed ONNX).
+        device_index: CUDA device.
+        api: force :data:`TENSOR_NAME_API` or :data:`BINDING_API` (tests on TensorRT 8.5/8.6,
+            which has both); default: feature detection.
+    """
+
+    name = "tensorrt"
+
+    def __init__(self, config: Optional[ModelConfig], engine_path: str,
+                 preset: Optional[str] = None, device_index: int = 0,
+                 api: Optional[str] = None) -> None:
+        self.engine_path = engine_path
+        self._forced_api = api
+        self._cuda_context: Any = None
+        self._device_buffers: List[Any] = []
+        self._closed = False
+        data = read_engine_bytes(engine_path)
+        metadata = read_engine_metadata(engine_path)
+        trt = import_tensorrt()
+        cuda = import_pycuda_driver()
+        self._trt, self._cuda = trt, cuda
+        device = cuda.Device(device_index)
+        self.gpu_name = gpu_label(device.name(), device.compute_capability())
+        reason = engine_incompatibility(metadata, str(trt.__version__), self.gpu_name)
+        if reason:
+            raise ModelLoadError(f"{engine_path}: cannot use this engine: {reason}; {REBUILD_HINT}")
+        self._cuda_context = device.make_context()  # current until the pop below
+        try:
+            self._load(data, config, metadata, preset)
+        except BaseException:
+            self._cuda_context.pop()
+            self.close()
+            raise
+        self._cuda_context.pop()
+
+    @classmethod
+    def from_engine_file(cls, path: str, preset: Optional[str] = None) -> "TensorRTRuntime":
+        """Load an engine file alone (config from its JSON, else ``preset``)."""
+        return cls(None, path, preset=preset)
+
+    def _load(self, data: bytes, config: Optional[ModelConfig],
+              metadata: Optional[Dict[str, Any]], preset: Optional[str]) -> None:
+        trt, cuda, path = self._trt, self._cuda, self.engine_path
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._trt_runtime = trt.Runtime(self._logger)
+        try:
+            engine = self._trt_runtime.deserialize_cuda_engine(data)
+        except Exception as exc:  # some versions raise instead of returning None
+            engine, error = None, f" ({exc})"
+        else:
+            error = ""
+        if engine is None:
+            raise ModelLoadError(
+                f"{path}: TensorRT {trt.__version__} cannot deserialize this engine{error}: it is "
+                "truncated or corrupt, or was built with another TensorRT version or for another "
+                f"GPU; {REBUILD_HINT}")
+        self._engine = engine
+        self._context = engine.create_execution_context()
+        if self._context is None:
+            raise LoftrRuntimeError(f"{path}: TensorRT could not create an execution context "
+                                    "(out of GPU memory?)")
+        self.api = choose_api(engine, self._context)
+        if self._forced_api is not None and self._forced_api != self.api:
+            needed = "execute_async_v2" if self._forced_api == BINDING_API else "execute_async_v3"
+            if not hasattr(self._context, needed):
+                raise LoftrRuntimeError(f"TensorRT {trt.__version__} has no {needed}")
+            self.api = self._forced_api
+        specs = describe_tensors(trt, engine, self.api)
+        if config is None:
+            config = config_from_engine_metadata(metadata, path, preset)
+        if config is None:
+            inputs = [spec for spec in specs if spec.is_input]
+            if not inputs or len(inputs[0].shape) != 4:
+                raise ModelLoadError(f"{path}: cannot tell the input size of this engine")
+            height, width = inputs[0].shape[2], inputs[0].shape[3]
+            config = get_preset(preset or DEFAULT_PRESET).with_input_size(width, height)
+        super().__init__(config)
+        self._input_names, self._output_map = map_engine_tensors(specs, config, path)
+        self._specs = {spec.name: spec for spec in specs}
+        self._host: Dict[str, np.ndarray] = {}
+        self._device: Dict[str, Any] = {}
+        for spec in specs:
+            host = cuda.pagelocked_empty(int(np.prod(spec.shape)), spec.dtype)
+            self._host[spec.name] = host
+            self._device[spec.name] = cuda.mem_alloc(host.nbytes)
+            self._device_buffers.append(self._device[spec.name])
+        self._stream = cuda.Stream()
+        if self.api == TENSOR_NAME_API:
+            for spec in specs:
+                self._context.set_tensor_address(spec.name, int(self._device[spec.name]))
+            self._bindings: List[int] = []
+        else:
+            self._bindings = [0] * len(specs)
+            for spec in specs:
+                self._bindings[engine.get_binding_index(spec.name)] = int(self._device[spec.name])
+        self.precision = str((metadata or {}).get("precision") or "unknown")
+
+    @property
+    def description(self) -> str:
+        return f"tensorrt {self._trt.__version__} ({self.gpu_name}, {self.precision})"
+
+    def run(self, image0: np.ndarray, image1: np.ndarray) -> Dict[str, np.ndarray]:
+        if self._closed:
+            raise LoftrRuntimeError("the TensorRT runtime is closed")
+        self.check_inputs(image0, image1)
+        cuda = self._cuda
+        self._cuda_context.push()
+        try:
+            for name, image in zip(self._input_names, (image0, image1)):
+                host = self._host[name]
+                np.copyto(host, np.ascontiguousarray(image, dtype=host.dtype).ravel())
+                cuda.memcpy_htod_async(self._device[name], host, self._stream)
+            if self.api == TENSOR_NAME_API:
+                ok = self._context.execute_async_v3(stream_handle=self._stream.handle)
+            else:
+                ok = self._context.execute_async_v2(bindings=self._bindings,
+                                                    stream_handle=self._stream.handle)
+            for theirs in self._output_map.values():
+                cuda.memcpy_dtoh_async(self._host[theirs], self._device[theirs], self._stream)
+            self._stream.synchronize()
+        finally:
+            self._cuda_context.pop()
+        if not ok:
+            raise LoftrRuntimeError(f"{self.engine_path}: TensorRT execution failed")
+        results = {}
+        for ours, theirs in self._output_map.items():
+            spec = self._specs[theirs]
+            value = self._host[theirs].reshape(spec.shape)[0]  # batch axis removed
+            results[ours] = value.astype(np.float32, copy=True)
+        return results
+
+    def close(self) -> None:
+        """Free GPU buffers, the engine and the CUDA context. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        context = self._cuda_context
+        if context is None:
+            return
+        try:
+            context.push()
+        except Exception:  # context already gone (interpreter shutdown)
+            return
+        try:
+            for buffer in self._device_buffers:
+                buffer.free()
+            self._device_buffers = []
+            for host in getattr(self, "_host", {}).values():
+                allocation = getattr(host, "base", None)
+                if hasattr(allocation, "free"):
+                    allocation.free()
+            self._host = {}
+            for attr in ("_context", "_engine", "_trt_runtime", "_stream"):
+                if hasattr(self, attr):
+                    delattr(self, attr)
+        finally:
+            context.pop()
+            context.detach()
+            self._cuda_context = None
+
+
+__all__ = ["TensorRTRuntime", "TensorSpec", "choose_api", "describe_tensors",
+           "map_engine_tensors", "read_engine_bytes", "TENSOR_NAME_API", "BINDING_API"]

@@ -1,0 +1,148 @@
+"""INT8 graphs for onnxruntime on the CPU: what is quantised, metadata, agreement with the float
+graph, the runtime's choice of the bundled file and the export CLI."""
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+
+from loftr_ros.deploy.onnx_export import CONFIG_METADATA_KEY
+from loftr_ros.deploy.quantization import (
+    QUANTIZATION_KEY,
+    convolutions_kept_in_float,
+    is_quantized,
+    quantize_cpu_int8,
+)
+from loftr_ros.matching.matcher import Matcher
+from loftr_ros.matching.preprocess import prepare
+from loftr_ros.runtime import create_runtime, default_cpu_onnx, default_weights
+from loftr_ros.runtime.onnx_runtime import OnnxRuntime
+
+SMALL_FLOAT = default_weights("onnx", (320, 240))
+BUNDLED_INT8 = default_cpu_onnx()
+
+
+def _within(matches, homography: np.ndarray, pixels: float) -> float:
+    """Fraction of the matches whose image-1 point is within ``pixels`` of the truth."""
+    from loftr_ros.evaluation.metrics import warp_points
+
+    truth = warp_points(homography, matches.keypoints0.astype(np.float64))
+    return float(np.mean(np.linalg.norm(matches.keypoints1 - truth, axis=1) < pixels))
+
+
+def _compare(float_runtime: OnnxRuntime, int8_runtime: OnnxRuntime, photo_pair: tuple,
+             tolerance: float = 0.03) -> None:
+    """The INT8 graph finds about as many matches as the float graph, as many of them right
+    (the share within 3 px at most ``tolerance`` lower)."""
+    float_matches = Matcher(float_runtime, refinement="fine").match(*photo_pair[:2])
+    int8_matches = Matcher(int8_runtime, refinement="fine").match(*photo_pair[:2])
+    right = [_within(m, photo_pair[2], 3.0) for m in (float_matches, int8_matches)]
+    print(f"{len(float_matches)} float / {len(int8_matches)} int8 matches, within 3 px: "
+          f"{right[0]:.1%} / {right[1]:.1%}")
+    assert abs(len(int8_matches) - len(float_matches)) < 0.1 * len(float_matches)
+    assert right[1] > right[0] - tolerance
+
+
+def _weights_by_kind(path: str) -> dict:
+    """{"int8": [...], "float": [...]}: Conv node names of a graph by where their weights come
+    from (a DequantizeLinear node, or a float initializer)."""
+    model = onnx.load(path)
+    producers = {output: node.op_type for node in model.graph.node for output in node.output}
+    initializers = {tensor.name for tensor in model.graph.initializer}
+    kinds: dict = {"int8": [], "float": []}
+    for node in model.graph.node:
+        if node.op_type == "Conv":
+            weight = node.input[1]
+            if producers.get(weight) == "DequantizeLinear":
+                kinds["int8"].append(node.name)
+            else:
+                assert weight in initializers, f"{node.name}: weights from {producers.get(weight)}"
+                kinds["float"].append(node.name)
+    return kinds
+
+
+def test_the_image_convolution_the_coarse_output_and_the_fine_head_stay_float() -> None:
+    kept = convolutions_kept_in_float(onnx.load(default_weights("onnx")))
+    assert kept == ["/model/backbone/conv1/Conv", "/model/backbone/layer3_outconv/Conv",
+                    "/model/backbone/fine_head/context/Conv",
+                    "/model/backbone/fine_head/lateral/Conv",
+                    "/model/backbone/fine_head/fuse/fuse.2/Conv"]
+
+
+def test_quantized_graph_keeps_the_config_and_agrees_with_the_float_one(tmp_path,
+                                                                       photo_pair: tuple
+                                                                       ) -> None:
+    size = (320, 240)
+    calibration = [(prepare(photo_pair[0], size)[0], prepare(photo_pair[1], size)[0])]
+    out = str(tmp_path / "small_int8.onnx")
+    report = quantize_cpu_int8(SMALL_FLOAT, out, calibration)
+    assert len(report.quantized) == 15 and len(report.kept_float) == 5
+    kinds = _weights_by_kind(out)
+    assert sorted(kinds["int8"]) == sorted(report.quantized)
+    assert sorted(kinds["float"]) == sorted(report.kept_float)
+    model = onnx.load(out)
+    keys = {prop.key for prop in model.metadata_props}
+    assert {CONFIG_METADATA_KEY, QUANTIZATION_KEY} <= keys
+    assert sum(node.op_type == "QuantizeLinear" for node in model.graph.node) >= 15
+    assert is_quantized(out) and not is_quantized(SMALL_FLOAT)
+    float_out = OnnxRuntime(SMALL_FLOAT).run(*calibration[0])
+    int8_out = OnnxRuntime(out).run(*calibration[0])
+    assert {name: value.shape for name, value in float_out.items()} == \
+        {name: value.shape for name, value in int8_out.items()}
+    # one calibration pair and a small input: a looser bound than for the bundled graph
+    _compare(OnnxRuntime(SMALL_FLOAT), OnnxRuntime(out), photo_pair, tolerance=0.05)
+
+
+def test_quantization_needs_calibration_pairs(tmp_path) -> None:
+    with pytest.raises(ValueError, match="calibration"):
+        quantize_cpu_int8(SMALL_FLOAT, str(tmp_path / "x.onnx"), [])
+
+
+@pytest.mark.skipif(not os.path.isfile(BUNDLED_INT8) or not BUNDLED_INT8.endswith("_int8.onnx"),
+                    reason="no bundled INT8 graph")
+def test_bundled_int8_graph_matches_like_the_float_graph(photo_pair: tuple) -> None:
+    """The bundled INT8 graph is the bundled float graph quantised: same config, about the same
+    matches, as many of them right."""
+    assert is_quantized(BUNDLED_INT8)
+    kinds = _weights_by_kind(BUNDLED_INT8)
+    assert len(kinds["int8"]) == 15
+    assert sorted(kinds["float"]) == sorted(convolutions_kept_in_float(
+        onnx.load(default_weights("onnx"))))
+    int8_runtime = OnnxRuntime(BUNDLED_INT8)
+    float_runtime = OnnxRuntime(default_weights("onnx"))
+    assert int8_runtime.config == float_runtime.config
+    _compare(float_runtime, int8_runtime, photo_pair)
+
+
+def test_onnxruntime_on_the_cpu_loads_the_int8_graph_by_default() -> None:
+    import onnxruntime
+
+    runtime = create_runtime(backend="onnxruntime")
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        assert runtime.path == default_weights("onnx")
+    else:
+        assert runtime.path == BUNDLED_INT8
+    assert default_cpu_onnx((320, 240)) == SMALL_FLOAT   # no INT8 graph ships for 320x240
+    explicit = create_runtime(backend="onnxruntime", weights=default_weights("onnx"))
+    assert explicit.path == default_weights("onnx")
+
+
+def test_export_cli_writes_an_int8_graph(tmp_path, photo_pair: tuple,
+                                         capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("torch")
+    from loftr_ros.cli.export import main
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for index, image in enumerate(photo_pair[:2]):
+        cv2.imwrite(str(folder / f"{index}.png"), image)
+    out = str(tmp_path / "int8.onnx")
+    code = main([default_weights("pt"), out, "--width", "320", "--height", "240",
+                 "--int8-calibration", str(folder)])
+    printed = capsys.readouterr().out
+    assert code == 0 and "15 convolutions in int8" in printed and is_quantized(out)
+    assert main([default_weights("pt"), out, "--int8-calibration",
+                 str(tmp_path / "missing")]) == 2

@@ -1,0 +1,271 @@
+"""Engine cache: key and file name, cache folder (default, unwritable fallback), and that an engine
+built for another TensorRT version or GPU is never reused. No TensorRT needed: the platform is
+passed in and the builder is replaced by a function that records the request and writes a file."""
+from __future__ import annotations
+
+import os
+import stat
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from loftr_ros.runtime.tensorrt import engine
+from loftr_ros.runtime.tensorrt.engine import EngineKey, PlatformInfo
+
+JETSON = PlatformInfo(trt_version="8.5.2.2", gpu_name=engine.gpu_label("Orin", (8, 7)))
+UPGRADED = PlatformInfo(trt_version="8.6.2.3", gpu_name=JETSON.gpu_name)
+OTHER_GPU = PlatformInfo(trt_version="8.5.2.2", gpu_name=engine.gpu_label("NVIDIA Tegra X1",
+                                                                          (5, 3)))
+
+
+def _tiny_onnx(path, width=64, height=48, scale=2.0):
+    """A two-input static graph (image0 + image1) * scale; ``scale`` changes the bytes."""
+    shape = [1, 1, height, width]
+    nodes = [helper.make_node("Add", ["image0", "image1"], ["sum"]),
+             helper.make_node("Mul", ["sum", "scale"], ["conf_matrix"])]
+    graph = helper.make_graph(
+        nodes, "tiny",
+        [helper.make_tensor_value_info("image0", TensorProto.FLOAT, shape),
+         helper.make_tensor_value_info("image1", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("conf_matrix", TensorProto.FLOAT, shape)],
+        [helper.make_tensor("scale", TensorProto.FLOAT, [], [scale])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return str(path)
+
+
+class RecordingBuilder:
+    """Stands in for build_engine: records each call and writes a placeholder file + JSON like
+    build_engine does, so the cache logic around it is exercised for real."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, onnx_path, engine_path, fp16=None, int8=False, calib_dir=None,
+                 workspace_mb=0, verbose=False, log=None, platform=None):
+        self.calls.append(dict(onnx_path=onnx_path, engine_path=engine_path, fp16=fp16,
+                               int8=int8, platform=platform))
+        with open(engine_path, "wb") as handle:
+            handle.write(b"engine for " + platform.trt_version.encode())
+        engine._write_metadata(engine_path, {"trt_version": platform.trt_version,
+                                             "gpu_name": platform.gpu_name})
+
+
+def test_sanitize_makes_file_name_safe():
+    assert engine.sanitize("NVIDIA GeForce RTX 3090") == "nvidia-geforce-rtx-3090"
+    assert engine.sanitize("Xavier / AGX (sm72)") == "xavier-agx-sm72"
+    assert engine.sanitize("../../etc") == "etc"
+    assert engine.sanitize("") == "unknown"
+    assert len(engine.sanitize("x" * 500)) <= 48
+    assert engine.gpu_label("Orin", (8, 7)) == "orin-sm87"
+
+
+def test_file_name_encodes_every_part():
+    key = EngineKey(model_name="lite", model_hash="3fa2b1c4d5e6f7a8b9c0", width=640, height=480,
+                    precision="fp16", trt_version="8.5.2.2", gpu_name="orin-sm87")
+    name = key.file_name()
+    print(name)
+    assert name == "lite-3fa2b1c4d5e6-640x480-fp16-trt8.5.2.2-orin-sm87.engine"
+    with pytest.raises(ValueError):
+        EngineKey("lite", "ab", 640, 480, "fp8", "8.5", "orin")
+
+
+def test_key_reads_size_and_hash_from_onnx(tmp_path):
+    path = _tiny_onnx(tmp_path / "model.onnx", width=64, height=48)
+    key = engine.engine_key(path, "fp32", JETSON)
+    assert (key.width, key.height) == (64, 48)
+    assert key.model_hash == engine.file_sha256(path)
+    assert len(key.file_name().split("-")[1]) == engine.HASH_LENGTH
+    assert engine.read_onnx_input_size(path) == (64, 48)
+
+
+@pytest.mark.parametrize("change", ["weights", "size", "precision", "trt", "gpu"])
+def test_each_dependency_changes_the_file_name(tmp_path, change):
+    base_path = _tiny_onnx(tmp_path / "model.onnx")
+    base = engine.engine_key(base_path, "fp16", JETSON).file_name()
+    if change == "weights":
+        (tmp_path / "b").mkdir()
+        other_path = _tiny_onnx(tmp_path / "b" / "model.onnx", scale=3.0)  # same name and size
+        other = engine.engine_key(other_path, "fp16", JETSON)
+    elif change == "size":
+        other = engine.engine_key(_tiny_onnx(tmp_path / "c.onnx", width=96), "fp16", JETSON)
+        assert "96x48" in other.file_name()
+    elif change == "precision":
+        other = engine.engine_key(base_path, "fp32", JETSON)
+    elif change == "trt":
+        other = engine.engine_key(base_path, "fp16", UPGRADED)
+    else:
+        other = engine.engine_key(base_path, "fp16", OTHER_GPU)
+    assert other.file_name() != base
+
+
+def test_precision_default_follows_fast_fp16():
+    assert engine.resolve_precision(None, False, JETSON) == "fp16"
+    slow = PlatformInfo("8.2.1.8", "gpu", fast_fp16=False)
+    assert engine.resolve_precision(None, False, slow) == "fp32"
+    assert engine.resolve_precision(True, False, slow) == "fp16"
+    assert engine.resolve_precision(False, False, JETSON) == "fp32"
+    assert engine.resolve_precision(False, True, JETSON) == "int8"
+
+
+def test_fast_fp16_by_compute_capability():
+    assert engine.has_fast_fp16((5, 3))  # Jetson Nano
+    assert engine.has_fast_fp16((6, 2))  # TX2
+    assert engine.has_fast_fp16((7, 2)) and engine.has_fast_fp16((8, 7))  # Xavier, Orin
+    assert not engine.has_fast_fp16((6, 1))  # GeForce 10
+    assert not engine.has_fast_fp16((5, 2))
+
+
+def test_default_cache_dir_follows_xdg(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert engine.default_cache_dir() == str(tmp_path / "xdg" / "loftr_ros" / "engines")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert engine.default_cache_dir() == str(tmp_path / "home" / ".cache" / "loftr_ros" /
+                                             "engines")
+
+
+def test_cache_dir_is_created(tmp_path):
+    wanted = tmp_path / "a" / "b"
+    assert engine.resolve_cache_dir(str(wanted)) == str(wanted)
+    assert wanted.is_dir()
+
+
+def _unwritable_dir(tmp_path):
+    """A folder this process cannot create files in (a regular file in the way works for root
+    too: nothing can be created 'inside' a file)."""
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("x")
+    return str(blocker / "engines")
+
+
+def test_unwritable_cache_dir_falls_back_and_says_so(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(engine.tempfile, "tempdir", str(tmp_path / "tmp"))
+    os.makedirs(tmp_path / "tmp")
+    lines = []
+    folder = engine.resolve_cache_dir(_unwritable_dir(tmp_path), log=lines.append)
+    print(lines)
+    assert folder.startswith(str(tmp_path / "tmp"))
+    assert os.path.isdir(folder)
+    assert len(lines) == 1 and "not writable" in lines[0] and folder in lines[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root ignores directory permissions")
+def test_read_only_cache_dir_falls_back(tmp_path, monkeypatch):
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    monkeypatch.setattr(engine.tempfile, "tempdir", str(tmp_path))
+    try:
+        assert engine.resolve_cache_dir(str(read_only)) != str(read_only)
+    finally:
+        read_only.chmod(stat.S_IRWXU)
+
+
+def test_no_writable_folder_at_all_is_a_clear_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setattr(engine.tempfile, "tempdir", str(blocker))
+    with pytest.raises(engine.LoftrRuntimeError, match="not writable"):
+        engine.resolve_cache_dir(_unwritable_dir(tmp_path))
+
+
+def test_get_or_build_builds_once_then_reuses(tmp_path):
+    onnx_path = _tiny_onnx(tmp_path / "model.onnx")
+    builder = RecordingBuilder()
+    lines = []
+    kwargs = dict(cache_dir=str(tmp_path / "cache"), platform=JETSON, builder=builder,
+                  log=lines.append)
+    first = engine.get_or_build_engine(onnx_path, **kwargs)
+    second = engine.get_or_build_engine(onnx_path, **kwargs)
+    assert first == second and os.path.isfile(first)
+    assert len(builder.calls) == 1
+    assert builder.calls[0]["fp16"] is True  # Orin has fast fp16: the default
+    assert any("using cached engine" in line for line in lines)
+    engine.get_or_build_engine(onnx_path, rebuild=True, **kwargs)
+    assert len(builder.calls) == 2
+
+
+@pytest.mark.parametrize("platform", [UPGRADED, OTHER_GPU], ids=["new-tensorrt", "other-gpu"])
+def test_stale_engine_is_never_reused(tmp_path, platform):
+    onnx_path = _tiny_onnx(tmp_path / "model.onnx")
+    cache = str(tmp_path / "cache")
+    builder = RecordingBuilder()
+    old = engine.get_or_build_engine(onnx_path, cache_dir=cache, platform=JETSON, builder=builder)
+    new = engine.get_or_build_engine(onnx_path, cache_dir=cache, platform=platform,
+                                     builder=builder)
+    assert new != old
+    assert len(builder.calls) == 2 and builder.calls[1]["platform"] == platform
+    with open(new, "rb") as handle:
+        assert platform.trt_version.encode() in handle.read()
+
+
+def test_engine_whose_json_disagrees_is_rebuilt(tmp_path):
+    """A file at the right name but recorded for another TensorRT (copied by hand, say) is not
+    trusted: it is rebuilt."""
+    onnx_path = _tiny_onnx(tmp_path / "model.onnx")
+    cache = str(tmp_path / "cache")
+    builder = RecordingBuilder()
+    path = engine.get_or_build_engine(onnx_path, cache_dir=cache, platform=JETSON,
+                                      builder=builder)
+    engine._write_metadata(path, {"trt_version": "8.2.1.8", "gpu_name": JETSON.gpu_name})
+    lines = []
+    engine.get_or_build_engine(onnx_path, cache_dir=cache, platform=JETSON, builder=builder,
+                               log=lines.append)
+    assert len(builder.calls) == 2
+    assert any("TensorRT 8.2.1.8" in line and "rebuilding" in line for line in lines)
+
+
+def test_empty_cached_engine_is_rebuilt(tmp_path):
+    onnx_path = _tiny_onnx(tmp_path / "model.onnx")
+    cache = str(tmp_path / "cache")
+    builder = RecordingBuilder()
+    path = engine.get_or_build_engine(onnx_path, cache_dir=cache, platform=JETSON,
+                                      builder=builder)
+    open(path, "wb").close()
+    engine.get_or_build_engine(onnx_path, cache_dir=cache, platform=JETSON, builder=builder)
+    assert len(builder.calls) == 2
+
+
+def test_incompatibility_reasons():
+    meta = {"trt_version": "8.5.2.2", "gpu_name": "orin-sm87"}
+    assert engine.engine_incompatibility(meta, "8.5.2.2", "orin-sm87") is None
+    assert "TensorRT 8.5.2.2" in engine.engine_incompatibility(meta, "10.3.0", "orin-sm87")
+    assert "GPU orin-sm87" in engine.engine_incompatibility(meta, "8.5.2.2", "xavier-sm72")
+    assert engine.engine_incompatibility(None, "8.5.2.2", "orin-sm87") is None
+
+
+def test_missing_onnx_is_a_clear_error(tmp_path):
+    with pytest.raises(engine.ModelLoadError, match="no such ONNX file"):
+        engine.get_or_build_engine(str(tmp_path / "nope.onnx"), platform=JETSON,
+                                   builder=RecordingBuilder())
+
+
+def test_dynamic_onnx_input_is_refused(tmp_path):
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["image0"], ["conf_matrix"])], "dyn",
+        [helper.make_tensor_value_info("image0", TensorProto.FLOAT, [1, 1, "height", "width"])],
+        [helper.make_tensor_value_info("conf_matrix", TensorProto.FLOAT, [1, 1, "h", "w"])])
+    path = str(tmp_path / "dyn.onnx")
+    onnx.save(helper.make_model(graph), path)
+    with pytest.raises(engine.ModelLoadError, match="static"):
+        engine.read_onnx_input_size(path)
+
+
+def test_int8_needs_calibration_images(tmp_path):
+    onnx_path = _tiny_onnx(tmp_path / "model.onnx")
+    with pytest.raises(engine.LoftrRuntimeError, match="calibration"):
+        engine.get_or_build_engine(onnx_path, int8=True, platform=JETSON,
+                                   builder=RecordingBuilder(), cache_dir=str(tmp_path))
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    (calib / "a.png").write_bytes(b"1234")
+    builder = RecordingBuilder()
+    path = engine.get_or_build_engine(onnx_path, int8=True, calib_dir=str(calib),
+                                      platform=JETSON, builder=builder, cache_dir=str(tmp_path))
+    assert "-int8-" in os.path.basename(path) and builder.calls[0]["int8"] is True
+    (calib / "b.png").write_bytes(b"5678")  # another calibration set: another engine
+    other = engine.get_or_build_engine(onnx_path, int8=True, calib_dir=str(calib),
+                                       platform=JETSON, builder=builder, cache_dir=str(tmp_path))
+    assert other != path

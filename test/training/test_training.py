@@ -1,0 +1,185 @@
+"""Training pieces: ground truth from homographies, deterministic pairs, a real short training
+run with resume, the torch/numpy fine-refinement twins, and DDP with gloo on 2 processes."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import PHOTO_PATH, REPO_ROOT
+
+from loftr_ros.matching.postprocess import fine_window_probabilities, refine_with_fine_features
+from loftr_ros.model.presets import get_preset
+from loftr_ros.synthetic.homography import make_pair, warp_points
+from loftr_ros.training.losses import (
+    bilinear_target,
+    coarse_focal_loss,
+    fine_expectation,
+    fine_loss,
+    window_offsets,
+)
+from loftr_ros.training.supervision import coarse_truth
+from loftr_ros.training.trainer import HomographyPairs, TrainConfig, Trainer
+
+
+def test_ground_truth_of_identity_and_cell_shift() -> None:
+    truth = coarse_truth(np.eye(3), 64, 48, 16)
+    assert truth.match_j.tolist() == list(range(12))
+    shift = np.array([[1, 0, 16], [0, 1, 0], [0, 0, 1]], dtype=np.float64)
+    truth = coarse_truth(shift, 64, 48, 16)
+    # grid 4x3: cells in the last column leave the image
+    expected = [i + 1 if i % 4 != 3 else -1 for i in range(12)]
+    assert truth.match_j.tolist() == expected
+    np.testing.assert_allclose(truth.target_xy[0], [16, 0])
+    assert np.isnan(truth.target_xy[3]).all()
+
+
+def test_ground_truth_is_mutual_under_zoom() -> None:
+    zoom = np.diag([2.0, 2.0, 1.0])  # image 1 sees image 0 magnified: many cells share a target
+    truth = coarse_truth(zoom, 160, 128, 16)
+    matched = truth.match_j[truth.match_j >= 0]
+    assert len(matched) == len(set(matched.tolist())) > 0
+
+
+def test_pairs_are_deterministic_and_consistent(photo_gray: np.ndarray) -> None:
+    first = make_pair(np.random.default_rng(5), photo_gray, 320, 240)
+    second = make_pair(np.random.default_rng(5), photo_gray, 320, 240)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    image0, image1, homography = make_pair(np.random.default_rng(5), photo_gray, 320, 240,
+                                           apply_photometric=False)
+    # a textured point of image 0 lands on the same grey value in image 1
+    ys, xs = np.nonzero(np.abs(np.diff(image0.astype(int), axis=1)) > 30)
+    point = np.array([[xs[len(xs) // 2], ys[len(ys) // 2]]], dtype=np.float64)
+    target = warp_points(homography, point)[0]
+    if 1 <= target[0] < 318 and 1 <= target[1] < 238:
+        patch0 = image0[int(point[0, 1]) - 1:int(point[0, 1]) + 2,
+                        int(point[0, 0]) - 1:int(point[0, 0]) + 2].astype(float)
+        patch1 = image1[int(round(target[1])) - 1:int(round(target[1])) + 2,
+                        int(round(target[0])) - 1:int(round(target[0])) + 2].astype(float)
+        assert abs(patch0.mean() - patch1.mean()) < 40
+
+
+def test_dataset_items_depend_only_on_seed_epoch_index(photo_gray: np.ndarray) -> None:
+    data = HomographyPairs([photo_gray], 160, 128, 16, length=4, seed=3)
+    a = data[2]["image1"].clone()
+    data.epoch = 1
+    b = data[2]["image1"].clone()
+    data.epoch = 0
+    assert torch.equal(a, data[2]["image1"]) and not torch.equal(a, b)
+
+
+def test_focal_loss_prefers_correct_matches() -> None:
+    match_j = torch.tensor([[1, -1]])
+    good = torch.tensor([[[0.05, 0.9], [0.02, 0.03]]])
+    bad = torch.tensor([[[0.9, 0.05], [0.02, 0.03]]])
+    assert coarse_focal_loss(good, match_j) < coarse_focal_loss(bad, match_j)
+
+
+def test_fine_soft_target_is_bilinear_and_centred_on_the_truth() -> None:
+    positions = window_offsets(2, torch.device("cpu"))[None].expand(3, -1, -1) + 10
+    target = torch.tensor([[10.25, 9.5], [11.0, 12.0], [30.0, 10.0]])  # last: outside the window
+    soft = bilinear_target(positions, target)
+    assert torch.allclose(soft.sum(1), torch.ones(3))
+    mean = (soft[..., None] * positions.float()).sum(1)
+    assert torch.allclose(mean[:2], target[:2])
+    assert int((soft[0] > 0).sum()) == 4 and int((soft[1] > 0).sum()) == 1
+    assert soft[2].max() == 1.0 and positions[2, soft[2].argmax()].tolist() == [12, 10]
+    # The cross-entropy is lowest when the predicted window distribution IS the soft target.
+    sharp = torch.log(soft[:1].clamp(min=1e-9))
+    blunt = torch.log_softmax(torch.zeros(1, 25), dim=1)
+    expected = target[:1]
+    def soft_ce(log_prob):
+        return fine_loss(expected, log_prob, positions[:1], target[:1],
+                         ce_target="bilinear")["fine_ce"]
+
+    assert soft_ce(sharp) < soft_ce(blunt)
+    with pytest.raises(ValueError, match="ce_target"):
+        fine_loss(expected, sharp, positions[:1], target[:1], ce_target="nearest-ish")
+
+
+def test_fine_refinement_twins_agree() -> None:
+    """The numpy window softmax used at inference equals the torch one the loss trains, and the
+    local soft-argmax stays within one fine cell of the window peak."""
+    config = get_preset("lite").with_input_size(128, 96)
+    generator = torch.Generator().manual_seed(0)
+    fine0 = torch.randn(1, 32, 24, 32, generator=generator)
+    fine1 = torch.randn(1, 32, 24, 32, generator=generator)
+    grid_w = 128 // 16
+    indices0 = np.array([0, 9, 20, 47])
+    indices1 = np.array([1, 9, 31, 40])
+    cell = lambda idx: torch.from_numpy(np.stack([idx % grid_w, idx // grid_w], 1))  # noqa: E731
+    _, log_prob, positions = fine_expectation(fine0, fine1, torch.zeros(4, dtype=torch.long),
+                                              cell(indices0), cell(indices1), 4, 4, 0.1)
+    prob, ours_positions = fine_window_probabilities(fine0[0].numpy(), fine1[0].numpy(),
+                                                     indices0, indices1, grid_w, config)
+    np.testing.assert_allclose(prob, log_prob.exp().numpy(), atol=1e-5)
+    np.testing.assert_array_equal(ours_positions, positions.numpy())
+    refined, mass = refine_with_fine_features(fine0[0].numpy(), fine1[0].numpy(), indices0,
+                                              indices1, grid_w, config)
+    peaks = positions.numpy()[np.arange(4), prob.argmax(1)] * 4
+    assert np.abs(refined - peaks).max() <= 4.0 + 1e-4
+    assert mass.shape == (4,) and np.all((mass > 0) & (mass <= 1 + 1e-6))
+
+
+@pytest.fixture()
+def tiny_data(tmp_path) -> str:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    import shutil
+
+    shutil.copy(PHOTO_PATH, folder / "coffee.png")
+    return str(folder)
+
+
+def _tiny_config(data: str, out: str, **changes: object) -> TrainConfig:
+    values = dict(data_dirs=[data], out_dir=out, width=160, height=128, batch_size=2, epochs=2,
+                  pairs_per_epoch=4, val_pairs=2, warmup_steps=2, seed=4, device="cpu")
+    values.update(changes)
+    return TrainConfig(**values)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_training_runs_resumes_and_is_deterministic(tiny_data: str, tmp_path) -> None:
+    torch.set_num_threads(1)
+    full = Trainer(_tiny_config(tiny_data, str(tmp_path / "full")))
+    full.run(progress=False)
+    assert full.step == 4
+    log = [json.loads(line) for line in open(full.log_path)]
+    assert any("val_precision_3px" in record for record in log)
+    # one epoch, then a new trainer resumes from last.ckpt for the second
+    half = Trainer(_tiny_config(tiny_data, str(tmp_path / "half"), epochs=1))
+    half.run(progress=False)
+    resumed = Trainer(_tiny_config(tiny_data, str(tmp_path / "half")))
+    resumed.resume(resumed.checkpoint_path())
+    assert (resumed.epoch, resumed.step) == (1, 2)
+    resumed.run(progress=False)
+    for key, value in full.module.state_dict().items():
+        torch.testing.assert_close(value, resumed.module.state_dict()[key], rtol=1e-4, atol=1e-5)
+    out = str(tmp_path / "model.pt")
+    resumed.export_weights(out)
+    from loftr_ros.model.checkpoint import load_model
+
+    model, report = load_model(out)
+    assert report.format == "loftr_ros" and model.config.input_size == (640, 480)
+    assert report.metadata["steps"] == 4
+
+
+@pytest.mark.slow
+def test_train_cli_under_torchrun_with_two_gloo_processes(tiny_data: str, tmp_path) -> None:
+    out = str(tmp_path / "ddp")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO_ROOT)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+               "2", "-m", "loftr_ros.cli.train", "--data", tiny_data, "--out", out, "--width",
+               "160", "--height", "128", "--batch-size", "1", "--epochs", "1",
+               "--pairs-per-epoch", "4", "--val-pairs", "1", "--device", "cpu", "--no-progress"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "world size 2" in result.stdout
+    assert os.path.isfile(os.path.join(out, "model.pt"))
+    state = torch.load(os.path.join(out, "last.ckpt"), weights_only=False)
+    assert state["step"] == 2  # 4 pairs / (batch 1 x 2 processes)
