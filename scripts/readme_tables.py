@@ -24,7 +24,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(REPO, "README.md")
 sys.path.insert(0, REPO)
 
-from loftr_ros import ros_interface as api  # noqa: E402
+from loftr_ros.ros import interface as api  # noqa: E402
 from loftr_ros.model.presets import DEFAULT_PRESET, PRESETS, ModelConfig  # noqa: E402
 
 BEGIN = "<!-- BEGIN GENERATED: {name} (scripts/readme_tables.py) -->"
@@ -59,7 +59,7 @@ def _resolved(name: str) -> str:
 
 
 def topics_table() -> str:
-    """Topics and services of the node (ros_interface.TOPICS)."""
+    """Topics and services of the node (ros/interface.py TOPICS)."""
     rows = []
     for spec in api.TOPICS:
         qos = QOS_TEXT.get(spec.qos, "") if spec.kind != api.SRV else ""
@@ -85,7 +85,7 @@ def _changes(spec: api.ParameterSpec) -> str:
 
 
 def parameters_table() -> str:
-    """Node parameters (ros_interface.PARAMETERS)."""
+    """Node parameters (ros/interface.py PARAMETERS)."""
     rows = [(f"`{spec.name}`", spec.type, f"`{spec.default_text}`" if spec.default is not None
              else spec.default_text, _allowed(spec), _changes(spec), spec.description)
             for spec in api.PARAMETERS]
@@ -93,7 +93,7 @@ def parameters_table() -> str:
 
 
 def matches_fields_table() -> str:
-    """Fields of one ~/matches row (ros_interface.MATCHES_FIELDS)."""
+    """Fields of one ~/matches row (ros/interface.py MATCHES_FIELDS)."""
     rows = [(f"`{field.name}`", field.type_name, field.offset, field.meaning)
             for field in api.MATCHES_FIELDS]
     return _table(("field", "type", "byte offset", "meaning"), rows) + (
