@@ -55,6 +55,12 @@ class TopicSpec:
 
 
 IMAGE_TOPIC = "image"
+#: ``image_transport: compressed`` reads the ``image`` topic's resolved name plus this suffix,
+#: as image_transport names it (``/cam/image_raw`` -> ``/cam/image_raw/compressed``).
+COMPRESSED_SUFFIX = "/compressed"
+CAMERA_INFO_TOPIC = "camera_info"
+HOMOGRAPHY_TOPIC = "~/homography"
+RELATIVE_POSE_TOPIC = "~/relative_pose"
 SET_REFERENCE_SERVICE = "~/set_reference"
 MATCHES_TOPIC = "~/matches"
 DEBUG_IMAGE_TOPIC = "~/debug_image"
@@ -74,6 +80,17 @@ TOPICS: Tuple[TopicSpec, ...] = (
               "wins: frames arriving during inference replace the pending one (counted as "
               "dropped). Frames with a side under 32 px, empty, malformed or in an unsupported "
               "encoding are skipped (counted as rejected) with a throttled warning"),
+    TopicSpec(SUB, IMAGE_TOPIC + COMPRESSED_SUFFIX, "sensor_msgs/msg/CompressedImage",
+              QOS_FROM_PARAMETER,
+              "instead of `image` when `image_transport: compressed`: the resolved `image` name "
+              "plus `/compressed`, as image_transport names it (`camera_topic:=/cam/image_raw` "
+              "reads `/cam/image_raw/compressed`); JPEG or PNG. A corrupt or truncated image, "
+              "an unknown format or an empty message is skipped (counted as rejected) with a "
+              "throttled warning"),
+    TopicSpec(SUB, CAMERA_INFO_TOPIC, "sensor_msgs/msg/CameraInfo", QOS_SENSOR_DATA,
+              "only with `estimate: essential`: the camera's intrinsics `K` (the reference keeps "
+              "the ones received last before it was set). Missing or all-zero: a throttled "
+              "warning and no pose"),
     TopicSpec(SRV, SET_REFERENCE_SERVICE, "std_srvs/srv/Trigger", "services_default",
               "the newest received frame becomes the reference; fails with a clear message when "
               "no frame was received yet or the newest cannot be used (a frame that would be "
@@ -83,6 +100,17 @@ TOPICS: Tuple[TopicSpec, ...] = (
               "one message per processed frame (width N, N = 0 when nothing matched); fields in "
               "`MATCHES_FIELDS`; header = the current frame's header; keep last "
               f"{MATCHES_QUEUE_DEPTH}"),
+    TopicSpec(PUB, HOMOGRAPHY_TOPIC, "std_msgs/msg/Float64MultiArray", QOS_RELIABLE,
+              "`estimate: homography`: 9 values, row-major 3x3 (layout dims `rows` 3, `cols` 3), "
+              "mapping reference pixels to current-frame pixels of the original frames; "
+              "one per matched frame with at least `min_inliers` inliers, none when the "
+              "estimate fails (counted on /diagnostics)"),
+    TopicSpec(PUB, RELATIVE_POSE_TOPIC, "geometry_msgs/msg/PoseStamped", QOS_RELIABLE,
+              "`estimate: essential`: the current camera's pose in the reference camera's "
+              "optical frame (x right, y down, z forward); header stamp = the current frame's, "
+              "`frame_id` = parameter `pose_frame_id` (empty: the reference image's); the "
+              "translation has unit length (two views do not fix the scale); none without "
+              "valid camera_info or with fewer than `min_inliers` inliers"),
     TopicSpec(PUB, DEBUG_IMAGE_TOPIC, "sensor_msgs/msg/Image", QOS_RELIABLE,
               "bgr8, reference | current side by side, match lines coloured by score, overlay "
               "with count, FPS, latency, backend; a frame whose longer side exceeds "
@@ -91,9 +119,12 @@ TOPICS: Tuple[TopicSpec, ...] = (
               "the current reference frame as received (latched: late subscribers get it)"),
     TopicSpec(PUB, DIAGNOSTICS_TOPIC, "diagnostic_msgs/msg/DiagnosticArray", QOS_RELIABLE,
               "every `diagnostics_period` s: rate, latency, dropped frames, errors, backend, "
-              "model, reference age; level ERROR with the reason when no model could be loaded "
+              "model, reference age, inlier ratio and failed estimates, the camera's stamp rate "
+              "and gaps in it; level ERROR with the reason when no model could be loaded "
               "or every frame failed, WARN without a reference, when frames were rejected or "
-              "failed since the last report, or when the last frame had no matches"),
+              "failed since the last report, when the last frame had no matches, when "
+              "estimates failed since the last report, or when frames are lost before the "
+              "node (the stamps' rate far below their spacing, or gaps)"),
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -176,6 +207,13 @@ class ParameterSpec:
 
 
 BACKEND_CHOICES = ("auto", "tensorrt", "onnxruntime", "torch")
+ESTIMATE_NONE = "none"
+ESTIMATE_HOMOGRAPHY = "homography"
+ESTIMATE_ESSENTIAL = "essential"
+ESTIMATE_CHOICES = (ESTIMATE_NONE, ESTIMATE_HOMOGRAPHY, ESTIMATE_ESSENTIAL)
+TRANSPORT_RAW = "raw"
+TRANSPORT_COMPRESSED = "compressed"
+IMAGE_TRANSPORT_CHOICES = (TRANSPORT_RAW, TRANSPORT_COMPRESSED)
 REFINEMENT_CHOICES = ("auto", "none", "expectation", "fine", "photometric")
 
 PARAMETERS: Tuple[ParameterSpec, ...] = (
@@ -238,6 +276,24 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
     ParameterSpec("image_qos", STRING, QOS_SENSOR_DATA,
                   "QoS of the image subscription: sensor_data (best effort, depth 1), reliable "
                   "(depth 1) or system_default", choices=IMAGE_QOS_CHOICES),
+    ParameterSpec("image_transport", STRING, TRANSPORT_RAW,
+                  "raw: sensor_msgs/Image on `image`; compressed: sensor_msgs/CompressedImage "
+                  "(JPEG, PNG) on the resolved `image` name plus `/compressed`",
+                  choices=IMAGE_TRANSPORT_CHOICES),
+    ParameterSpec("estimate", STRING, ESTIMATE_NONE,
+                  "geometry from the matches (MAGSAC++): none, homography (~/homography) or "
+                  "essential (~/relative_pose, needs camera_info); sets the matches' `inlier` "
+                  "field", choices=ESTIMATE_CHOICES),
+    ParameterSpec("estimate_threshold_px", DOUBLE, 3.0,
+                  "MAGSAC++ threshold: the error in current-frame pixels under which a match "
+                  "is an inlier", range=(0.1, 100.0, 0.0), read_only=False, dynamic=True),
+    ParameterSpec("min_inliers", INTEGER, 15,
+                  "fewest inliers for ~/homography or ~/relative_pose to be published; fewer "
+                  "counts as a failed estimate", range=(5, 100000, 0), read_only=False,
+                  dynamic=True),
+    ParameterSpec("pose_frame_id", STRING, "",
+                  "frame_id of ~/relative_pose; empty = the reference image's frame_id",
+                  read_only=False, dynamic=True),
     ParameterSpec("auto_reference", BOOL, True,
                   "the first frame received becomes the reference (matches appear at once)",
                   read_only=False, dynamic=True),
@@ -257,6 +313,10 @@ DYNAMIC_PARAMETERS = tuple(spec.name for spec in PARAMETERS if spec.dynamic)
 # sensor_msgs/msg/PointField datatype constants (fixed by the message definition).
 POINTFIELD_FLOAT32 = 7
 POINTFIELD_UINT32 = 6
+POINTFIELD_UINT8 = 2
+_POINTFIELD_NAMES = {POINTFIELD_FLOAT32: "FLOAT32", POINTFIELD_UINT32: "UINT32",
+                     POINTFIELD_UINT8: "UINT8"}
+_POINTFIELD_NUMPY = {POINTFIELD_FLOAT32: "<f4", POINTFIELD_UINT32: "<u4", POINTFIELD_UINT8: "u1"}
 
 
 @dataclass(frozen=True)
@@ -277,8 +337,8 @@ class MatchField:
 
     @property
     def type_name(self) -> str:
-        """``FLOAT32`` or ``UINT32``."""
-        return {POINTFIELD_FLOAT32: "FLOAT32", POINTFIELD_UINT32: "UINT32"}[self.datatype]
+        """``FLOAT32``, ``UINT32`` or ``UINT8``."""
+        return _POINTFIELD_NAMES[self.datatype]
 
 
 MATCHES_FIELDS: Tuple[MatchField, ...] = (
@@ -290,14 +350,18 @@ MATCHES_FIELDS: Tuple[MatchField, ...] = (
     MatchField("ref_sec", POINTFIELD_UINT32, 20, "reference frame stamp, seconds (every row)"),
     MatchField("ref_nanosec", POINTFIELD_UINT32, 24,
                "reference frame stamp, nanoseconds (every row)"),
+    MatchField("inlier", POINTFIELD_UINT8, 28,
+               "1 where the estimated geometry (`estimate`) accepts the match, else 0; 1 for "
+               "every match with `estimate: none`"),
 )
-MATCHES_POINT_STEP = 28
+#: 29 bytes of fields, padded to 32 so that every row's floats stay 4-byte aligned.
+MATCHES_POINT_STEP = 32
 MATCHES_IS_BIGENDIAN = False
 
 #: numpy dtype of one row (little endian, packed, same offsets as MATCHES_FIELDS).
 MATCHES_DTYPE = np.dtype({
     "names": [f.name for f in MATCHES_FIELDS],
-    "formats": ["<f4" if f.datatype == POINTFIELD_FLOAT32 else "<u4" for f in MATCHES_FIELDS],
+    "formats": [_POINTFIELD_NUMPY[f.datatype] for f in MATCHES_FIELDS],
     "offsets": [f.offset for f in MATCHES_FIELDS],
     "itemsize": MATCHES_POINT_STEP,
 })
@@ -324,14 +388,25 @@ DIAG_REFERENCE_AGE = "reference age (s)"
 DIAG_MATCHES = "matches last"
 DIAG_DEBUG_IMAGES = "debug images published"
 DIAG_TORCH_LOADED = "torch loaded"
+DIAG_ESTIMATE = "estimate"
+DIAG_INLIER_RATIO = "inlier ratio last"
+DIAG_ESTIMATE_FAILED = "estimates failed"
+DIAG_ESTIMATE_TIME = "estimate mean (ms)"
+DIAG_STAMP_RATE = "camera stamp rate (Hz)"
+DIAG_ARRIVAL_RATE = "frames arriving (Hz)"
+DIAG_STAMP_GAPS = "stamp gaps"
 DIAGNOSTIC_KEYS = (DIAG_BACKEND, DIAG_MODEL, DIAG_RATE, DIAG_LATENCY, DIAG_INFERENCE, DIAG_MATCHER,
                    DIAG_RECEIVED, DIAG_PROCESSED, DIAG_DROPPED, DIAG_REJECTED, DIAG_ERRORS,
-                   DIAG_REFERENCE_AGE, DIAG_MATCHES, DIAG_DEBUG_IMAGES, DIAG_TORCH_LOADED)
+                   DIAG_REFERENCE_AGE, DIAG_MATCHES, DIAG_DEBUG_IMAGES, DIAG_TORCH_LOADED,
+                   DIAG_ESTIMATE, DIAG_INLIER_RATIO, DIAG_ESTIMATE_FAILED, DIAG_ESTIMATE_TIME,
+                   DIAG_STAMP_RATE, DIAG_ARRIVAL_RATE, DIAG_STAMP_GAPS)
 
 __all__ = [
     "PACKAGE", "NODE_NAME", "NODE_EXECUTABLE", "PLAYER_EXECUTABLE", "TopicSpec", "TOPICS",
     "ParameterSpec", "PARAMETERS", "PARAMETERS_BY_NAME", "DYNAMIC_PARAMETERS", "MatchField",
     "MATCHES_FIELDS", "MATCHES_DTYPE", "MATCHES_POINT_STEP", "MATCHES_IS_BIGENDIAN",
     "IMAGE_TOPIC", "SET_REFERENCE_SERVICE", "MATCHES_TOPIC", "DEBUG_IMAGE_TOPIC",
-    "REFERENCE_IMAGE_TOPIC", "DIAGNOSTICS_TOPIC", "DIAGNOSTIC_KEYS", "DEBUG_IMAGE_MAX_SIDE",
+    "REFERENCE_IMAGE_TOPIC", "DIAGNOSTICS_TOPIC", "HOMOGRAPHY_TOPIC", "RELATIVE_POSE_TOPIC",
+    "CAMERA_INFO_TOPIC", "COMPRESSED_SUFFIX", "ESTIMATE_CHOICES", "DIAGNOSTIC_KEYS",
+    "DEBUG_IMAGE_MAX_SIDE",
 ]

@@ -1,7 +1,7 @@
 """The ``~/matches`` PointCloud2: build one from matches, read one back into numpy.
 
 The schema is :data:`loftr_ros.ros.interface.MATCHES_FIELDS` (height 1, width N, little endian,
-28-byte rows). Plain numpy structured arrays do the packing, because ``sensor_msgs_py`` is not on
+32-byte rows). Plain numpy structured arrays do the packing, because ``sensor_msgs_py`` is not on
 PyPI. Reading is generic over PointField offsets, ``point_step``, ``row_step`` and byte order, so it
 also reads clouds written by other tools.
 
@@ -10,7 +10,7 @@ Example (a consumer node)::
     from loftr_ros.ros.matches_msg import matches_from_msg
     def on_matches(msg):
         m = matches_from_msg(msg)        # m.ref [N,2], m.cur [N,2], m.scores [N] (pixels, [0,1])
-        H, _ = cv2.findHomography(m.ref, m.cur, cv2.RANSAC, 3.0)
+        trusted = m.cur[m.inliers]       # matches the node's geometry (`estimate`) accepts
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from loftr_ros.ros.interface import (
     MATCHES_FIELDS,
     MATCHES_POINT_STEP,
     POINTFIELD_FLOAT32,
+    POINTFIELD_UINT8,
 )
 
 # sensor_msgs/PointField datatype -> numpy type (the message definition's constants).
@@ -43,16 +44,19 @@ class MatchesArrays(NamedTuple):
         cur: float32 ``[N, 2]`` pixel coordinates (u, v) in the current frame.
         scores: float32 ``[N]`` confidences in [0, 1].
         ref_stamp: ``(sec, nanosec)`` of the reference frame, or None when N = 0.
+        inliers: bool ``[N]``, the ``inlier`` field: True where the node's estimated geometry
+            accepts the match (every match with ``estimate: none``).
     """
 
     ref: np.ndarray
     cur: np.ndarray
     scores: np.ndarray
     ref_stamp: Optional[Tuple[int, int]]
+    inliers: np.ndarray
 
 
 def pack_matches(keypoints_ref: np.ndarray, keypoints_cur: np.ndarray, scores: np.ndarray,
-                 ref_stamp: Tuple[int, int]) -> np.ndarray:
+                 ref_stamp: Tuple[int, int], inliers: Optional[np.ndarray] = None) -> np.ndarray:
     """Pack matches into rows of :data:`MATCHES_DTYPE`.
 
     Args:
@@ -60,34 +64,38 @@ def pack_matches(keypoints_ref: np.ndarray, keypoints_cur: np.ndarray, scores: n
         keypoints_cur: ``[N, 2]`` pixel coordinates in the current frame.
         scores: ``[N]`` confidences.
         ref_stamp: ``(sec, nanosec)`` of the reference frame.
+        inliers: bool ``[N]`` flags of the estimated geometry; None = every match (1).
     """
     keypoints_ref = np.asarray(keypoints_ref, np.float32).reshape(-1, 2)
     keypoints_cur = np.asarray(keypoints_cur, np.float32).reshape(-1, 2)
     scores = np.asarray(scores, np.float32).reshape(-1)
     count = len(scores)
-    if len(keypoints_ref) != count or len(keypoints_cur) != count:
+    flags = np.ones(count, bool) if inliers is None else np.asarray(inliers, bool).reshape(-1)
+    if len(keypoints_ref) != count or len(keypoints_cur) != count or len(flags) != count:
         raise MatchesMsgError(
             f"inconsistent match arrays: {len(keypoints_ref)} ref, {len(keypoints_cur)} cur, "
-            f"{count} scores")
+            f"{count} scores, {len(flags)} inlier flags")
     rows = np.zeros(count, MATCHES_DTYPE)
     rows["ref_u"], rows["ref_v"] = keypoints_ref[:, 0], keypoints_ref[:, 1]
     rows["cur_u"], rows["cur_v"] = keypoints_cur[:, 0], keypoints_cur[:, 1]
     rows["score"] = scores
     rows["ref_sec"] = int(ref_stamp[0])
     rows["ref_nanosec"] = int(ref_stamp[1])
+    rows["inlier"] = flags
     return rows
 
 
 def matches_to_msg(keypoints_ref: np.ndarray, keypoints_cur: np.ndarray, scores: np.ndarray,
-                   header: Any, ref_stamp: Tuple[int, int], msg: Any = None) -> Any:
+                   header: Any, ref_stamp: Tuple[int, int], msg: Any = None,
+                   inliers: Optional[np.ndarray] = None) -> Any:
     """Build the ``~/matches`` sensor_msgs/PointCloud2.
 
     Args:
-        keypoints_ref, keypoints_cur, scores, ref_stamp: as :func:`pack_matches`.
+        keypoints_ref, keypoints_cur, scores, ref_stamp, inliers: as :func:`pack_matches`.
         header: the current frame's std_msgs/Header (copied into the message).
         msg: an object to fill instead of a new PointCloud2 (for tests without rclpy).
     """
-    rows = pack_matches(keypoints_ref, keypoints_cur, scores, ref_stamp)
+    rows = pack_matches(keypoints_ref, keypoints_cur, scores, ref_stamp, inliers)
     if msg is None:
         from sensor_msgs.msg import PointCloud2
 
@@ -104,11 +112,12 @@ def matches_to_msg(keypoints_ref: np.ndarray, keypoints_cur: np.ndarray, scores:
     return msg
 
 
-def matches_msg_from(matches: Any, header: Any, ref_stamp: Tuple[int, int]) -> Any:
+def matches_msg_from(matches: Any, header: Any, ref_stamp: Tuple[int, int],
+                     inliers: Optional[np.ndarray] = None) -> Any:
     """:func:`matches_to_msg` for a ``Matches`` result of ``Matcher.match(reference, current)``
     (``keypoints0`` = reference, ``keypoints1`` = current)."""
     return matches_to_msg(matches.keypoints0, matches.keypoints1, matches.scores, header,
-                          ref_stamp)
+                          ref_stamp, inliers=inliers)
 
 
 def _point_fields() -> list:
@@ -166,9 +175,10 @@ def matches_from_msg(msg: Any) -> MatchesArrays:
     present = {f.name: f.datatype for f in msg.fields}
     for name, datatype in expected.items():
         if present.get(name) != datatype:
+            kind = {POINTFIELD_FLOAT32: "FLOAT32", POINTFIELD_UINT8: "UINT8"}.get(datatype,
+                                                                                "UINT32")
             raise MatchesMsgError(
-                f"not a loftr_ros matches cloud: field {name!r} missing or not "
-                f"{'FLOAT32' if datatype == POINTFIELD_FLOAT32 else 'UINT32'}")
+                f"not a loftr_ros matches cloud: field {name!r} missing or not {kind}")
     points = read_points(msg)
     ref = np.stack([points["ref_u"], points["ref_v"]], axis=1).astype(np.float32)
     cur = np.stack([points["cur_u"], points["cur_v"]], axis=1).astype(np.float32)
@@ -177,7 +187,7 @@ def matches_from_msg(msg: Any) -> MatchesArrays:
     if len(points):
         stamp = (int(points["ref_sec"][0]), int(points["ref_nanosec"][0]))
     return MatchesArrays(ref=ref.reshape(-1, 2), cur=cur.reshape(-1, 2), scores=scores,
-                         ref_stamp=stamp)
+                         ref_stamp=stamp, inliers=points["inlier"].astype(bool))
 
 
 __all__ = ["MatchesArrays", "MatchesMsgError", "matches_from_msg", "matches_msg_from",

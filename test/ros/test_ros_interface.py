@@ -24,7 +24,8 @@ def test_imports_without_rclpy():
 def test_topics():
     names = [t.name for t in api.TOPICS]
     assert len(set(names)) == len(names)
-    assert set(names) == {"image", "~/set_reference", "~/matches", "~/debug_image",
+    assert set(names) == {"image", "image/compressed", "camera_info", "~/set_reference",
+                          "~/matches", "~/homography", "~/relative_pose", "~/debug_image",
                           "~/reference_image", "/diagnostics"}
     for topic in api.TOPICS:
         assert topic.kind in (api.SUB, api.PUB, api.SRV)
@@ -62,13 +63,15 @@ def test_parameter_set():
                      "engine_cache_dir", "fp16", "allow_backend_fallback", "input_width",
                      "input_height", "threshold", "max_matches", "border_margin", "refinement",
                      "min_peak_mass", "keep_sharpest",
-                     "image_qos", "auto_reference", "publish_debug_image", "diagnostics_period"):
+                     "image_qos", "auto_reference", "publish_debug_image", "diagnostics_period",
+                     "estimate", "estimate_threshold_px", "min_inliers", "image_transport",
+                     "pose_frame_id"):
         assert required in names
     assert {"threshold", "max_matches", "border_margin", "min_peak_mass", "keep_sharpest",
             "publish_debug_image"} <= set(
         api.DYNAMIC_PARAMETERS)
     for name in ("backend", "weights", "preset", "allow_backend_fallback", "input_width",
-                 "input_height", "image_qos"):
+                 "input_height", "image_qos", "estimate", "image_transport"):
         assert api.PARAMETERS_BY_NAME[name].read_only
     assert api.PARAMETERS_BY_NAME["backend"].choices == ("auto", "tensorrt", "onnxruntime",
                                                          "torch")
@@ -105,15 +108,19 @@ def test_check_reports_problems():
 
 def test_matches_schema():
     names = [f.name for f in api.MATCHES_FIELDS]
-    assert names == ["ref_u", "ref_v", "cur_u", "cur_v", "score", "ref_sec", "ref_nanosec"]
-    assert [f.type_name for f in api.MATCHES_FIELDS] == ["FLOAT32"] * 5 + ["UINT32"] * 2
+    assert names == ["ref_u", "ref_v", "cur_u", "cur_v", "score", "ref_sec", "ref_nanosec",
+                     "inlier"]
+    assert [f.type_name for f in api.MATCHES_FIELDS] == ["FLOAT32"] * 5 + ["UINT32"] * 2 + [
+        "UINT8"]
     offset = 0
     for field in api.MATCHES_FIELDS:
         assert field.offset == offset and field.meaning
-        offset += 4
-    assert offset == api.MATCHES_POINT_STEP == api.MATCHES_DTYPE.itemsize
+        offset += api.MATCHES_DTYPE[field.name].itemsize
+    assert offset == 29, "the packed fields"
+    assert api.MATCHES_POINT_STEP == api.MATCHES_DTYPE.itemsize == 32, "rows 4-byte aligned"
     assert api.MATCHES_DTYPE["ref_u"] == np.dtype("<f4")
     assert api.MATCHES_DTYPE["ref_sec"] == np.dtype("<u4")
+    assert api.MATCHES_DTYPE["inlier"] == np.dtype("u1")
     assert api.MATCHES_IS_BIGENDIAN is False
 
 
