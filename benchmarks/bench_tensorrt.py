@@ -105,7 +105,7 @@ def export_preset(preset: str, folder: str) -> str:
 
 def bench(onnx_path: str, label: str, precision: str, pair, args) -> Row:
     from loftr_ros.runtime.onnx_runtime import OnnxRuntime
-    from loftr_ros.runtime.tensorrt.engine import get_or_build_engine
+    from loftr_ros.runtime.tensorrt.builder import get_or_build_engine
     from loftr_ros.runtime.tensorrt.runtime import TensorRTRuntime
 
     started = time.monotonic()
@@ -158,7 +158,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     from loftr_ros.runtime.base import LoftrRuntimeError
-    from loftr_ros.runtime.tensorrt.engine import import_pycuda_driver, import_tensorrt
+    from loftr_ros.runtime.tensorrt.platform import import_pycuda_driver, import_tensorrt
 
     try:
         trt = import_tensorrt()

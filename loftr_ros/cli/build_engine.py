@@ -21,7 +21,8 @@ from loftr_ros.cli import size_argument
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from loftr_ros.runtime.tensorrt.engine import DEFAULT_WORKSPACE_MB, default_cache_dir
+    from loftr_ros.runtime.tensorrt.builder import DEFAULT_WORKSPACE_MB
+    from loftr_ros.runtime.tensorrt.cache import default_cache_dir
 
     parser = argparse.ArgumentParser(prog="loftr-build-engine", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -66,7 +67,7 @@ def _audit_notes(onnx_path: str) -> List[str]:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     from loftr_ros.runtime.base import LoftrRuntimeError
-    from loftr_ros.runtime.tensorrt.engine import build_engine, get_or_build_engine
+    from loftr_ros.runtime.tensorrt.builder import build_engine, get_or_build_engine
 
     def log(line: str) -> None:
         print(line, flush=True)

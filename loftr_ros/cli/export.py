@@ -77,7 +77,7 @@ def _export_int8(model: object, args: argparse.Namespace, verify: Optional[tuple
     from loftr_ros.deploy.onnx_export import export_onnx
     from loftr_ros.deploy.quantization import quantize_cpu_int8
     from loftr_ros.runtime.onnx_runtime import OnnxRuntime
-    from loftr_ros.runtime.tensorrt.engine import calibration_pairs
+    from loftr_ros.runtime.tensorrt.calibrator import calibration_pairs
 
     # read the calibration frames first: a bad folder fails before the slow export
     pairs = calibration_pairs(args.int8_calibration, model.config.input_size,  # type: ignore

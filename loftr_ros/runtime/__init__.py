@@ -156,7 +156,7 @@ def _create_tensorrt(path: str, preset: Optional[str], input_size: Optional[Tupl
 
     engine_path = path
     if not path.endswith(ENGINE_SUFFIXES):
-        from loftr_ros.runtime.tensorrt.engine import get_or_build_engine
+        from loftr_ros.runtime.tensorrt.builder import get_or_build_engine
 
         engine_path = get_or_build_engine(path, cache_dir=engine_cache_dir, fp16=fp16)
     # The engine's JSON carries the ONNX's model config (else: preset at the engine's input size),

@@ -1,17 +1,14 @@
 """The onnxruntime engine (CPU; CUDA provider when present). No torch."""
 from __future__ import annotations
 
-import json
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import numpy as np
 
 from loftr_ros.deploy.quantization import QUANTIZATION_KEY
-from loftr_ros.model.presets import ModelConfig, get_preset
 from loftr_ros.runtime.base import (
     CONF_MATRIX,
-    CONFIG_METADATA_KEY,
     FINE_FEAT0,
     FINE_FEAT1,
     INPUT0,
@@ -20,46 +17,11 @@ from loftr_ros.runtime.base import (
     InferenceRuntime,
     ModelLoadError,
 )
+from loftr_ros.runtime.onnx_info import model_config_of_onnx
 
 # Graphs exported by other projects: which of their outputs holds what (model-spec §3.3).
 FOREIGN_OUTPUT_NAMES = {"seed": {CONF_MATRIX: "1026"}}
 FOREIGN_INPUT_NAMES = {"seed": ("img0", "img1")}
-
-
-def read_onnx_config(session: "object", path: str, preset: Optional[str]) -> ModelConfig:
-    """Model config of an ONNX file: its loftr_ros metadata, else the given preset with the input
-    size read from the graph."""
-    metadata = session.get_modelmeta().custom_metadata_map  # type: ignore[attr-defined]
-    if CONFIG_METADATA_KEY in metadata:
-        try:
-            config = ModelConfig.from_dict(json.loads(metadata[CONFIG_METADATA_KEY]))
-        except (ValueError, TypeError, KeyError) as exc:
-            raise ModelLoadError(f"{path}: invalid loftr_ros config metadata: {exc}") from None
-        if preset and preset != config.name:
-            raise ModelLoadError(f"{path}: holds preset {config.name!r}, not {preset!r}")
-        graph_size = _static_input_size(session)
-        if graph_size is not None and graph_size != config.input_size:
-            raise ModelLoadError(
-                f"{path}: its metadata says {config.input_width}x{config.input_height} but the "
-                f"graph takes {graph_size[0]}x{graph_size[1]} images (an edited or mixed-up file)")
-        return config
-    if not preset:
-        raise ModelLoadError(f"{path}: ONNX file without loftr_ros metadata; pass its preset "
-                             "(e.g. preset='seed' for the Coarse LoFTR TRT ONNX)")
-    size = _static_input_size(session)
-    if size is None:
-        shape = session.get_inputs()[0].shape  # type: ignore[attr-defined]
-        raise ModelLoadError(f"{path}: input shape {shape} is not static [1,1,H,W]")
-    return get_preset(preset).with_input_size(*size)
-
-
-def _static_input_size(session: "object") -> Optional[Tuple[int, int]]:
-    """(width, height) of the graph's first input [1,1,H,W], or None where it is not static."""
-    shape = session.get_inputs()[0].shape  # type: ignore[attr-defined]
-    try:
-        return int(shape[3]), int(shape[2])
-    except (TypeError, ValueError, IndexError):
-        return None
 
 
 class OnnxRuntime(InferenceRuntime):
@@ -98,7 +60,7 @@ class OnnxRuntime(InferenceRuntime):
                                                         providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelLoadError(f"{onnx_path}: onnxruntime cannot load it: {exc}") from None
-        super().__init__(read_onnx_config(self.session, onnx_path, preset))
+        super().__init__(model_config_of_onnx(self.session, onnx_path, preset))
         self.path = onnx_path
         outputs = {output.name for output in self.session.get_outputs()}
         inputs = [item.name for item in self.session.get_inputs()]

@@ -10,12 +10,17 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from loftr_ros.runtime.tensorrt import engine
-from loftr_ros.runtime.tensorrt.engine import EngineKey, PlatformInfo
+from loftr_ros.runtime import onnx_info
+from loftr_ros.runtime.base import LoftrRuntimeError, ModelLoadError
+from loftr_ros.runtime.tensorrt import builder as trt_builder
+from loftr_ros.runtime.tensorrt import cache as engine_cache
+from loftr_ros.runtime.tensorrt import platform as trt_platform
+from loftr_ros.runtime.tensorrt.cache import EngineKey
+from loftr_ros.runtime.tensorrt.platform import PlatformInfo
 
-JETSON = PlatformInfo(trt_version="8.5.2.2", gpu_name=engine.gpu_label("Orin", (8, 7)))
+JETSON = PlatformInfo(trt_version="8.5.2.2", gpu_name=trt_platform.gpu_label("Orin", (8, 7)))
 UPGRADED = PlatformInfo(trt_version="8.6.2.3", gpu_name=JETSON.gpu_name)
-OTHER_GPU = PlatformInfo(trt_version="8.5.2.2", gpu_name=engine.gpu_label("NVIDIA Tegra X1",
+OTHER_GPU = PlatformInfo(trt_version="8.5.2.2", gpu_name=trt_platform.gpu_label("NVIDIA Tegra X1",
                                                                           (5, 3)))
 
 
@@ -47,17 +52,17 @@ class RecordingBuilder:
                                int8=int8, platform=platform))
         with open(engine_path, "wb") as handle:
             handle.write(b"engine for " + platform.trt_version.encode())
-        engine._write_metadata(engine_path, {"trt_version": platform.trt_version,
+        engine_cache.write_engine_metadata(engine_path, {"trt_version": platform.trt_version,
                                              "gpu_name": platform.gpu_name})
 
 
 def test_sanitize_makes_file_name_safe():
-    assert engine.sanitize("NVIDIA GeForce RTX 3090") == "nvidia-geforce-rtx-3090"
-    assert engine.sanitize("Xavier / AGX (sm72)") == "xavier-agx-sm72"
-    assert engine.sanitize("../../etc") == "etc"
-    assert engine.sanitize("") == "unknown"
-    assert len(engine.sanitize("x" * 500)) <= 48
-    assert engine.gpu_label("Orin", (8, 7)) == "orin-sm87"
+    assert trt_platform.sanitize("NVIDIA GeForce RTX 3090") == "nvidia-geforce-rtx-3090"
+    assert trt_platform.sanitize("Xavier / AGX (sm72)") == "xavier-agx-sm72"
+    assert trt_platform.sanitize("../../etc") == "etc"
+    assert trt_platform.sanitize("") == "unknown"
+    assert len(trt_platform.sanitize("x" * 500)) <= 48
+    assert trt_platform.gpu_label("Orin", (8, 7)) == "orin-sm87"
 
 
 def test_file_name_encodes_every_part():
@@ -72,62 +77,62 @@ def test_file_name_encodes_every_part():
 
 def test_key_reads_size_and_hash_from_onnx(tmp_path):
     path = _tiny_onnx(tmp_path / "model.onnx", width=64, height=48)
-    key = engine.engine_key(path, "fp32", JETSON)
+    key = engine_cache.engine_key(path, "fp32", JETSON)
     assert (key.width, key.height) == (64, 48)
-    assert key.model_hash == engine.file_sha256(path)
-    assert len(key.file_name().split("-")[1]) == engine.HASH_LENGTH
-    assert engine.read_onnx_input_size(path) == (64, 48)
+    assert key.model_hash == engine_cache.file_sha256(path)
+    assert len(key.file_name().split("-")[1]) == engine_cache.HASH_LENGTH
+    assert onnx_info.read_onnx_input_size(path) == (64, 48)
 
 
 @pytest.mark.parametrize("change", ["weights", "size", "precision", "trt", "gpu"])
 def test_each_dependency_changes_the_file_name(tmp_path, change):
     base_path = _tiny_onnx(tmp_path / "model.onnx")
-    base = engine.engine_key(base_path, "fp16", JETSON).file_name()
+    base = engine_cache.engine_key(base_path, "fp16", JETSON).file_name()
     if change == "weights":
         (tmp_path / "b").mkdir()
         other_path = _tiny_onnx(tmp_path / "b" / "model.onnx", scale=3.0)  # same name and size
-        other = engine.engine_key(other_path, "fp16", JETSON)
+        other = engine_cache.engine_key(other_path, "fp16", JETSON)
     elif change == "size":
-        other = engine.engine_key(_tiny_onnx(tmp_path / "c.onnx", width=96), "fp16", JETSON)
+        other = engine_cache.engine_key(_tiny_onnx(tmp_path / "c.onnx", width=96), "fp16", JETSON)
         assert "96x48" in other.file_name()
     elif change == "precision":
-        other = engine.engine_key(base_path, "fp32", JETSON)
+        other = engine_cache.engine_key(base_path, "fp32", JETSON)
     elif change == "trt":
-        other = engine.engine_key(base_path, "fp16", UPGRADED)
+        other = engine_cache.engine_key(base_path, "fp16", UPGRADED)
     else:
-        other = engine.engine_key(base_path, "fp16", OTHER_GPU)
+        other = engine_cache.engine_key(base_path, "fp16", OTHER_GPU)
     assert other.file_name() != base
 
 
 def test_precision_default_follows_fast_fp16():
-    assert engine.resolve_precision(None, False, JETSON) == "fp16"
+    assert trt_platform.resolve_precision(None, False, JETSON) == "fp16"
     slow = PlatformInfo("8.2.1.8", "gpu", fast_fp16=False)
-    assert engine.resolve_precision(None, False, slow) == "fp32"
-    assert engine.resolve_precision(True, False, slow) == "fp16"
-    assert engine.resolve_precision(False, False, JETSON) == "fp32"
-    assert engine.resolve_precision(False, True, JETSON) == "int8"
+    assert trt_platform.resolve_precision(None, False, slow) == "fp32"
+    assert trt_platform.resolve_precision(True, False, slow) == "fp16"
+    assert trt_platform.resolve_precision(False, False, JETSON) == "fp32"
+    assert trt_platform.resolve_precision(False, True, JETSON) == "int8"
 
 
 def test_fast_fp16_by_compute_capability():
-    assert engine.has_fast_fp16((5, 3))  # Jetson Nano
-    assert engine.has_fast_fp16((6, 2))  # TX2
-    assert engine.has_fast_fp16((7, 2)) and engine.has_fast_fp16((8, 7))  # Xavier, Orin
-    assert not engine.has_fast_fp16((6, 1))  # GeForce 10
-    assert not engine.has_fast_fp16((5, 2))
+    assert trt_platform.has_fast_fp16((5, 3))  # Jetson Nano
+    assert trt_platform.has_fast_fp16((6, 2))  # TX2
+    assert trt_platform.has_fast_fp16((7, 2)) and trt_platform.has_fast_fp16((8, 7))  # Xavier, Orin
+    assert not trt_platform.has_fast_fp16((6, 1))  # GeForce 10
+    assert not trt_platform.has_fast_fp16((5, 2))
 
 
 def test_default_cache_dir_follows_xdg(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert engine.default_cache_dir() == str(tmp_path / "xdg" / "loftr_ros" / "engines")
+    assert engine_cache.default_cache_dir() == str(tmp_path / "xdg" / "loftr_ros" / "engines")
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert engine.default_cache_dir() == str(tmp_path / "home" / ".cache" / "loftr_ros" /
+    assert engine_cache.default_cache_dir() == str(tmp_path / "home" / ".cache" / "loftr_ros" /
                                              "engines")
 
 
 def test_cache_dir_is_created(tmp_path):
     wanted = tmp_path / "a" / "b"
-    assert engine.resolve_cache_dir(str(wanted)) == str(wanted)
+    assert engine_cache.resolve_cache_dir(str(wanted)) == str(wanted)
     assert wanted.is_dir()
 
 
@@ -140,10 +145,10 @@ def _unwritable_dir(tmp_path):
 
 
 def test_unwritable_cache_dir_falls_back_and_says_so(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(engine.tempfile, "tempdir", str(tmp_path / "tmp"))
+    monkeypatch.setattr(engine_cache.tempfile, "tempdir", str(tmp_path / "tmp"))
     os.makedirs(tmp_path / "tmp")
     lines = []
-    folder = engine.resolve_cache_dir(_unwritable_dir(tmp_path), log=lines.append)
+    folder = engine_cache.resolve_cache_dir(_unwritable_dir(tmp_path), log=lines.append)
     print(lines)
     assert folder.startswith(str(tmp_path / "tmp"))
     assert os.path.isdir(folder)
@@ -156,9 +161,9 @@ def test_read_only_cache_dir_falls_back(tmp_path, monkeypatch):
     read_only = tmp_path / "ro"
     read_only.mkdir()
     read_only.chmod(stat.S_IRUSR | stat.S_IXUSR)
-    monkeypatch.setattr(engine.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(engine_cache.tempfile, "tempdir", str(tmp_path))
     try:
-        assert engine.resolve_cache_dir(str(read_only)) != str(read_only)
+        assert engine_cache.resolve_cache_dir(str(read_only)) != str(read_only)
     finally:
         read_only.chmod(stat.S_IRWXU)
 
@@ -166,9 +171,9 @@ def test_read_only_cache_dir_falls_back(tmp_path, monkeypatch):
 def test_no_writable_folder_at_all_is_a_clear_error(tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    monkeypatch.setattr(engine.tempfile, "tempdir", str(blocker))
-    with pytest.raises(engine.LoftrRuntimeError, match="not writable"):
-        engine.resolve_cache_dir(_unwritable_dir(tmp_path))
+    monkeypatch.setattr(engine_cache.tempfile, "tempdir", str(blocker))
+    with pytest.raises(LoftrRuntimeError, match="not writable"):
+        engine_cache.resolve_cache_dir(_unwritable_dir(tmp_path))
 
 
 def test_get_or_build_builds_once_then_reuses(tmp_path):
@@ -177,13 +182,13 @@ def test_get_or_build_builds_once_then_reuses(tmp_path):
     lines = []
     kwargs = dict(cache_dir=str(tmp_path / "cache"), platform=JETSON, builder=builder,
                   log=lines.append)
-    first = engine.get_or_build_engine(onnx_path, **kwargs)
-    second = engine.get_or_build_engine(onnx_path, **kwargs)
+    first = trt_builder.get_or_build_engine(onnx_path, **kwargs)
+    second = trt_builder.get_or_build_engine(onnx_path, **kwargs)
     assert first == second and os.path.isfile(first)
     assert len(builder.calls) == 1
     assert builder.calls[0]["fp16"] is True  # Orin has fast fp16: the default
     assert any("using cached engine" in line for line in lines)
-    engine.get_or_build_engine(onnx_path, rebuild=True, **kwargs)
+    trt_builder.get_or_build_engine(onnx_path, rebuild=True, **kwargs)
     assert len(builder.calls) == 2
 
 
@@ -192,8 +197,9 @@ def test_stale_engine_is_never_reused(tmp_path, platform):
     onnx_path = _tiny_onnx(tmp_path / "model.onnx")
     cache = str(tmp_path / "cache")
     builder = RecordingBuilder()
-    old = engine.get_or_build_engine(onnx_path, cache_dir=cache, platform=JETSON, builder=builder)
-    new = engine.get_or_build_engine(onnx_path, cache_dir=cache, platform=platform,
+    old = trt_builder.get_or_build_engine(onnx_path, cache_dir=cache, platform=JETSON,
+                                          builder=builder)
+    new = trt_builder.get_or_build_engine(onnx_path, cache_dir=cache, platform=platform,
                                      builder=builder)
     assert new != old
     assert len(builder.calls) == 2 and builder.calls[1]["platform"] == platform
@@ -207,11 +213,12 @@ def test_engine_whose_json_disagrees_is_rebuilt(tmp_path):
     onnx_path = _tiny_onnx(tmp_path / "model.onnx")
     cache = str(tmp_path / "cache")
     builder = RecordingBuilder()
-    path = engine.get_or_build_engine(onnx_path, cache_dir=cache, platform=JETSON,
+    path = trt_builder.get_or_build_engine(onnx_path, cache_dir=cache, platform=JETSON,
                                       builder=builder)
-    engine._write_metadata(path, {"trt_version": "8.2.1.8", "gpu_name": JETSON.gpu_name})
+    engine_cache.write_engine_metadata(path, {"trt_version": "8.2.1.8",
+                                              "gpu_name": JETSON.gpu_name})
     lines = []
-    engine.get_or_build_engine(onnx_path, cache_dir=cache, platform=JETSON, builder=builder,
+    trt_builder.get_or_build_engine(onnx_path, cache_dir=cache, platform=JETSON, builder=builder,
                                log=lines.append)
     assert len(builder.calls) == 2
     assert any("TensorRT 8.2.1.8" in line and "rebuilding" in line for line in lines)
@@ -221,24 +228,24 @@ def test_empty_cached_engine_is_rebuilt(tmp_path):
     onnx_path = _tiny_onnx(tmp_path / "model.onnx")
     cache = str(tmp_path / "cache")
     builder = RecordingBuilder()
-    path = engine.get_or_build_engine(onnx_path, cache_dir=cache, platform=JETSON,
+    path = trt_builder.get_or_build_engine(onnx_path, cache_dir=cache, platform=JETSON,
                                       builder=builder)
     open(path, "wb").close()
-    engine.get_or_build_engine(onnx_path, cache_dir=cache, platform=JETSON, builder=builder)
+    trt_builder.get_or_build_engine(onnx_path, cache_dir=cache, platform=JETSON, builder=builder)
     assert len(builder.calls) == 2
 
 
 def test_incompatibility_reasons():
     meta = {"trt_version": "8.5.2.2", "gpu_name": "orin-sm87"}
-    assert engine.engine_incompatibility(meta, "8.5.2.2", "orin-sm87") is None
-    assert "TensorRT 8.5.2.2" in engine.engine_incompatibility(meta, "10.3.0", "orin-sm87")
-    assert "GPU orin-sm87" in engine.engine_incompatibility(meta, "8.5.2.2", "xavier-sm72")
-    assert engine.engine_incompatibility(None, "8.5.2.2", "orin-sm87") is None
+    assert engine_cache.engine_incompatibility(meta, "8.5.2.2", "orin-sm87") is None
+    assert "TensorRT 8.5.2.2" in engine_cache.engine_incompatibility(meta, "10.3.0", "orin-sm87")
+    assert "GPU orin-sm87" in engine_cache.engine_incompatibility(meta, "8.5.2.2", "xavier-sm72")
+    assert engine_cache.engine_incompatibility(None, "8.5.2.2", "orin-sm87") is None
 
 
 def test_missing_onnx_is_a_clear_error(tmp_path):
-    with pytest.raises(engine.ModelLoadError, match="no such ONNX file"):
-        engine.get_or_build_engine(str(tmp_path / "nope.onnx"), platform=JETSON,
+    with pytest.raises(ModelLoadError, match="no such ONNX file"):
+        trt_builder.get_or_build_engine(str(tmp_path / "nope.onnx"), platform=JETSON,
                                    builder=RecordingBuilder())
 
 
@@ -249,23 +256,23 @@ def test_dynamic_onnx_input_is_refused(tmp_path):
         [helper.make_tensor_value_info("conf_matrix", TensorProto.FLOAT, [1, 1, "h", "w"])])
     path = str(tmp_path / "dyn.onnx")
     onnx.save(helper.make_model(graph), path)
-    with pytest.raises(engine.ModelLoadError, match="static"):
-        engine.read_onnx_input_size(path)
+    with pytest.raises(ModelLoadError, match="static"):
+        onnx_info.read_onnx_input_size(path)
 
 
 def test_int8_needs_calibration_images(tmp_path):
     onnx_path = _tiny_onnx(tmp_path / "model.onnx")
-    with pytest.raises(engine.LoftrRuntimeError, match="calibration"):
-        engine.get_or_build_engine(onnx_path, int8=True, platform=JETSON,
+    with pytest.raises(LoftrRuntimeError, match="calibration"):
+        trt_builder.get_or_build_engine(onnx_path, int8=True, platform=JETSON,
                                    builder=RecordingBuilder(), cache_dir=str(tmp_path))
     calib = tmp_path / "calib"
     calib.mkdir()
     (calib / "a.png").write_bytes(b"1234")
     builder = RecordingBuilder()
-    path = engine.get_or_build_engine(onnx_path, int8=True, calib_dir=str(calib),
+    path = trt_builder.get_or_build_engine(onnx_path, int8=True, calib_dir=str(calib),
                                       platform=JETSON, builder=builder, cache_dir=str(tmp_path))
     assert "-int8-" in os.path.basename(path) and builder.calls[0]["int8"] is True
     (calib / "b.png").write_bytes(b"5678")  # another calibration set: another engine
-    other = engine.get_or_build_engine(onnx_path, int8=True, calib_dir=str(calib),
+    other = trt_builder.get_or_build_engine(onnx_path, int8=True, calib_dir=str(calib),
                                        platform=JETSON, builder=builder, cache_dir=str(tmp_path))
     assert other != path

@@ -27,7 +27,7 @@ from loftr_ros.runtime.base import (
     LoftrRuntimeError,
     ModelLoadError,
 )
-from loftr_ros.runtime.tensorrt.engine import import_pycuda_driver, import_tensorrt
+from loftr_ros.runtime.tensorrt.platform import import_pycuda_driver, import_tensorrt
 from loftr_ros.runtime.tensorrt.runtime import (
     BINDING_API,
     TENSOR_NAME_API,

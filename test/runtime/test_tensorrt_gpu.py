@@ -21,7 +21,8 @@ import pytest
 from loftr_ros.model.presets import PRESETS, get_preset
 from loftr_ros.runtime.base import InputSizeError, LoftrRuntimeError, ModelLoadError
 from loftr_ros.runtime.onnx_runtime import OnnxRuntime
-from loftr_ros.runtime.tensorrt.engine import get_or_build_engine, read_engine_metadata
+from loftr_ros.runtime.tensorrt.builder import get_or_build_engine
+from loftr_ros.runtime.tensorrt.cache import read_engine_metadata
 from loftr_ros.runtime.tensorrt.runtime import BINDING_API, TENSOR_NAME_API, TensorRTRuntime
 
 pytestmark = pytest.mark.gpu

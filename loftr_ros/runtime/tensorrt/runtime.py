@@ -35,13 +35,8 @@ from loftr_ros.runtime.base import (
     ModelLoadError,
 )
 from loftr_ros.runtime.onnx_runtime import FOREIGN_INPUT_NAMES, FOREIGN_OUTPUT_NAMES
-from loftr_ros.runtime.tensorrt.engine import (
-    engine_incompatibility,
-    gpu_label,
-    import_pycuda_driver,
-    import_tensorrt,
-    read_engine_metadata,
-)
+from loftr_ros.runtime.tensorrt.cache import engine_incompatibility, read_engine_metadata
+from loftr_ros.runtime.tensorrt.platform import gpu_label, import_pycuda_driver, import_tensorrt
 
 TENSOR_NAME_API = "tensor_name"  # TensorRT 8.5+: set_tensor_address + execute_async_v3
 BINDING_API = "binding"  # TensorRT 8.2-8.6: bindings list + execute_async_v2
@@ -167,7 +162,7 @@ def read_engine_bytes(path: str) -> bytes:
 
 
 class TensorRTRuntime(InferenceRuntime):
-    """Runs a serialized TensorRT engine built by :mod:`loftr_ros.runtime.tensorrt.engine`.
+    """Runs a serialized TensorRT engine built by :mod:`loftr_ros.runtime.tensorrt.builder`.
 
     Args:
         config: the model config (from the ONNX metadata); None = the one recorded beside the
