@@ -2,12 +2,13 @@
 
 For each image pair with a ground-truth homography ``H_gt`` (image 0 -> image 1 pixels):
 
-- a homography is estimated from the matches with OpenCV RANSAC (:func:`estimate_homography`,
-  reprojection threshold :data:`RANSAC_THRESHOLD_PX` = 3 px, the precision threshold too), and
-  optionally also with OpenCV's MAGSAC++ (``estimator="magsac"``, same threshold): plain RANSAC
-  keeps the inliers of its best minimal sample, so with many slightly noisy matches (dense
-  matchers) its estimate is worse than one that re-weights all matches; reporting both shows how
-  much of a method's score is the estimator's;
+- a homography is estimated from the matches with OpenCV RANSAC (:func:`estimated_homography`:
+  :func:`loftr_ros.matching.geometry.estimate_homography` at the reprojection threshold
+  :data:`RANSAC_THRESHOLD_PX` = 3 px, the precision threshold too), and optionally also with
+  OpenCV's MAGSAC++ (``estimator="magsac"``, same threshold): plain RANSAC keeps the inliers of
+  its best minimal sample, so with many slightly noisy matches (dense matchers) its estimate is
+  worse than one that re-weights all matches; reporting both shows how much of a method's score
+  is the estimator's;
 - the **corner error** is the mean distance, in image-1 pixels, between the four corners of
   image 0 mapped by the estimate and by ``H_gt`` (:func:`corner_error`); fewer than 4 matches or a
   failed estimate count as an infinite error;
@@ -22,19 +23,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence
 
-import cv2
 import numpy as np
 
+from loftr_ros.matching import geometry
 from loftr_ros.synthetic.homography import warp_points
 
 AUC_THRESHOLDS_PX = (3.0, 5.0, 10.0)
 PRECISION_THRESHOLD_PX = 3.0
 RANSAC_THRESHOLD_PX = 3.0
-RANSAC_CONFIDENCE = 0.999
-RANSAC_MAX_ITERS = 10000
-#: Robust estimators by name (OpenCV method flags); the first is the primary one.
-ESTIMATORS: Dict[str, int] = {"ransac": cv2.RANSAC, "magsac": cv2.USAC_MAGSAC}
-ESTIMATOR_LABELS = {"ransac": "RANSAC", "magsac": "MAGSAC++"}
+#: Robust estimators by name (OpenCV method flags), shared with the pose metrics.
+ESTIMATORS: Dict[str, int] = geometry.ESTIMATORS
+ESTIMATOR_LABELS: Dict[str, str] = geometry.ESTIMATOR_LABELS
 DEFAULT_ESTIMATOR = "ransac"
 
 
@@ -58,28 +57,12 @@ def corner_error(H_est: Optional[np.ndarray], H_gt: np.ndarray, width: int, heig
     return error if np.isfinite(error) else float("inf")
 
 
-def estimate_homography(keypoints0: np.ndarray, keypoints1: np.ndarray,
-                        threshold_px: float = RANSAC_THRESHOLD_PX,
-                        estimator: str = DEFAULT_ESTIMATOR) -> Optional[np.ndarray]:
-    """Robust homography from matched points ``[N,2]`` (image 0 -> image 1), or None.
-
-    ``estimator`` is a key of :data:`ESTIMATORS` (``ransac`` or ``magsac``).
-
-    None when there are fewer than 4 matches or OpenCV finds no model. OpenCV's RNG is re-seeded on
-    every call, so the result depends only on the matches.
-    """
-    keypoints0 = np.asarray(keypoints0, dtype=np.float64).reshape(-1, 2)
-    keypoints1 = np.asarray(keypoints1, dtype=np.float64).reshape(-1, 2)
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {estimator!r}; choose from {sorted(ESTIMATORS)}")
-    if len(keypoints0) < 4:
-        return None
-    cv2.setRNGSeed(0)
-    H, _ = cv2.findHomography(keypoints0, keypoints1, ESTIMATORS[estimator], threshold_px,
-                              maxIters=RANSAC_MAX_ITERS, confidence=RANSAC_CONFIDENCE)
-    if H is None or H.shape != (3, 3) or not np.all(np.isfinite(H)):
-        return None
-    return H
+def estimated_homography(keypoints0: np.ndarray, keypoints1: np.ndarray,
+                         estimator: str = DEFAULT_ESTIMATOR) -> Optional[np.ndarray]:
+    """The robust homography of :func:`loftr_ros.matching.geometry.estimate_homography` at the
+    protocol's :data:`RANSAC_THRESHOLD_PX`, or None (fewer than 4 matches, no model)."""
+    return geometry.estimate_homography(keypoints0, keypoints1, RANSAC_THRESHOLD_PX,
+                                        estimator).homography
 
 
 def reprojection_errors(keypoints0: np.ndarray, keypoints1: np.ndarray,
@@ -144,7 +127,7 @@ def evaluate_pair(keypoints0: np.ndarray, keypoints1: np.ndarray, H_gt: np.ndarr
     precision@3px of one pair's matches."""
     if not estimators:
         raise ValueError("at least one estimator is needed")
-    errors = {name: corner_error(estimate_homography(keypoints0, keypoints1, estimator=name),
+    errors = {name: corner_error(estimated_homography(keypoints0, keypoints1, name),
                                  H_gt, width, height) for name in estimators}
     primary = errors.pop(estimators[0])
     return PairResult(corner_error=primary,

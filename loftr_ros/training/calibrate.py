@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from loftr_ros.evaluation.datasets import SyntheticPairs
-from loftr_ros.evaluation.metrics import auc, corner_error, estimate_homography, precision
+from loftr_ros.evaluation.metrics import auc, corner_error, estimated_homography, precision
 from loftr_ros.matching.postprocess import MatchingOptions, match_confidence
 from loftr_ros.model.checkpoint import load_model, save_model
 from loftr_ros.model.network import CoarseLoFTR
@@ -62,7 +62,7 @@ def calibrate_min_peak_mass(model: CoarseLoFTR, image_dir: str, pairs_per_image:
                                       border_margin=config.border_margin, refinement=refinement,
                                       min_peak_mass=float(candidate))
             cells = match_confidence(conf, config, options, fine0, fine1, images=tuple(inputs))
-            estimate = estimate_homography(cells.keypoints0, cells.keypoints1)
+            estimate = estimated_homography(cells.keypoints0, cells.keypoints1)
             errors[candidate].append(corner_error(estimate, pair.H_0to1, width, height))
             precisions[candidate].append(precision(cells.keypoints0, cells.keypoints1, pair.H_0to1))
             counts[candidate].append(len(cells.scores))

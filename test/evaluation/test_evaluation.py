@@ -64,7 +64,7 @@ def test_failures_are_infinite_and_lower_the_auc():
     H_gt = _shift(5, 5)
     assert metrics.corner_error(None, H_gt, W, H) == math.inf
     three = np.array([[0, 0], [10, 0], [0, 10]], np.float32)
-    assert metrics.estimate_homography(three, three + 5) is None
+    assert metrics.estimated_homography(three, three + 5) is None
     result = metrics.evaluate_pair(three, three + 5, H_gt, W, H)
     assert result.corner_error == math.inf and result.num_matches == 3
     assert result.precision == 1.0
@@ -116,7 +116,7 @@ def test_second_estimator_is_scored_beside_ransac():
     summary = metrics.summarize([result])
     assert "magsac auc@5" in summary and summary["magsac failures"] == 0
     with pytest.raises(ValueError, match="unknown estimator"):
-        metrics.estimate_homography(keypoints0, keypoints1, estimator="lmeds")
+        metrics.estimated_homography(keypoints0, keypoints1, "lmeds")
 
 
 # ------------------------------------------------------------------------------------ datasets
