@@ -1,14 +1,15 @@
-"""Generate README.md's reference tables from the code, so that they cannot drift.
+"""Generate the reference tables of README.md and docs/model.md from the code, so that they
+cannot drift.
 
-Sources: ``loftr_ros/ros/interface.py`` (TOPICS, PARAMETERS, MATCHES_FIELDS) and
-``loftr_ros/model/presets.py`` (PRESETS). Each table sits in README.md between
+Sources: ``loftr_ros/ros/interface.py`` (TOPICS, PARAMETERS, MATCHES_FIELDS; README.md) and
+``loftr_ros/model/presets.py`` (PRESETS; docs/model.md). Each table sits between
 
     <!-- BEGIN GENERATED: NAME (scripts/readme_tables.py) -->
     <!-- END GENERATED: NAME -->
 
 Usage:
-    python scripts/readme_tables.py           rewrite the tables in README.md
-    python scripts/readme_tables.py --check   exit 1 (and show a diff) when README.md differs
+    python scripts/readme_tables.py           rewrite the tables in README.md and docs/model.md
+    python scripts/readme_tables.py --check   exit 1 (and show a diff) when a table differs
     python scripts/readme_tables.py --print   print the tables
 """
 from __future__ import annotations
@@ -22,10 +23,11 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(REPO, "README.md")
+MODEL_DOC = os.path.join(REPO, "docs", "model.md")
 sys.path.insert(0, REPO)
 
-from loftr_ros.ros import interface as api  # noqa: E402
 from loftr_ros.model.presets import DEFAULT_PRESET, PRESETS, ModelConfig  # noqa: E402
+from loftr_ros.ros import interface as api  # noqa: E402
 
 BEGIN = "<!-- BEGIN GENERATED: {name} (scripts/readme_tables.py) -->"
 END = "<!-- END GENERATED: {name} -->"
@@ -127,52 +129,64 @@ TABLES: Dict[str, Callable[[], str]] = {
     "matches-fields": matches_fields_table,
     "presets": presets_table,
 }
+README_TABLES = ("topics", "matches-fields", "parameters")
+MODEL_DOC_TABLES = ("presets",)
 
 
-def render(text: str) -> str:
-    """``text`` (README.md) with every generated section replaced by the current table."""
-    for name, make in TABLES.items():
+def render(text: str, names: Sequence[str] = README_TABLES) -> str:
+    """``text`` with the generated sections ``names`` replaced by the current tables."""
+    for name in names:
         begin, end = BEGIN.format(name=name), END.format(name=name)
         pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
         if not pattern.search(text):
-            raise ValueError(f"README.md has no section {begin!r} ... {end!r}")
-        text = pattern.sub(lambda _: f"{begin}\n{make()}\n{end}", text, count=1)
+            raise ValueError(f"no section {begin!r} ... {end!r}")
+        text = pattern.sub(lambda _: f"{begin}\n{TABLES[name]()}\n{end}", text, count=1)
     return text
 
 
+def _update(path: str, names: Sequence[str], check: bool) -> bool:
+    """Rewrite (or with ``check`` compare) one document's tables; True when it was current."""
+    label = os.path.relpath(path, REPO)
+    with open(path, encoding="utf-8") as handle:
+        current = handle.read()
+    try:
+        wanted = render(current, names)
+    except ValueError as exc:
+        print(f"readme_tables: {label}: {exc}", file=sys.stderr)
+        return False
+    if wanted == current:
+        return True
+    if check:
+        sys.stdout.writelines(difflib.unified_diff(current.splitlines(True),
+                                                   wanted.splitlines(True), label,
+                                                   f"{label} (generated)"))
+        print(f"readme_tables: {label} is out of date; run python scripts/readme_tables.py",
+              file=sys.stderr)
+        return False
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(wanted)
+    print(f"readme_tables: {label} updated")
+    return True
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description="README.md's generated tables")
+    parser = argparse.ArgumentParser(description="generated tables of README.md and docs/model.md")
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--check", action="store_true", help="exit 1 if README.md is not current")
+    mode.add_argument("--check", action="store_true", help="exit 1 if a table is not current")
     mode.add_argument("--print", action="store_true", help="print the tables")
     parser.add_argument("--readme", default=README, help=argparse.SUPPRESS)
+    parser.add_argument("--model-doc", default=MODEL_DOC, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.print:
         for name, make in TABLES.items():
             print(f"{BEGIN.format(name=name)}\n{make()}\n{END.format(name=name)}\n")
         return 0
-    with open(args.readme, encoding="utf-8") as handle:
-        current = handle.read()
-    try:
-        wanted = render(current)
-    except ValueError as exc:
-        print(f"readme_tables: {exc}", file=sys.stderr)
-        return 1
-    if args.check:
-        if wanted == current:
-            print("readme_tables: README.md tables are current")
-            return 0
-        sys.stdout.writelines(difflib.unified_diff(current.splitlines(True),
-                                                   wanted.splitlines(True), "README.md",
-                                                   "README.md (generated)"))
-        print("readme_tables: README.md is out of date; run python scripts/readme_tables.py",
-              file=sys.stderr)
-        return 1
-    if wanted != current:
-        with open(args.readme, "w", encoding="utf-8") as handle:
-            handle.write(wanted)
-        print("readme_tables: README.md updated")
-    return 0
+    current = [_update(path, names, args.check)
+               for path, names in ((args.readme, README_TABLES),
+                                   (args.model_doc, MODEL_DOC_TABLES))]
+    if all(current) and args.check:
+        print("readme_tables: README.md and docs/model.md tables are current")
+    return 0 if all(current) else 1
 
 
 if __name__ == "__main__":

@@ -238,22 +238,13 @@ def diagnostic_values(array_msg: Any) -> Dict[str, str]:
     return {}
 
 
-def bundled_onnx_exists() -> bool:
-    """Whether the default model's ONNX is bundled in loftr_ros/weights yet."""
+def model_ros_args() -> List[str]:
+    """``-p`` arguments selecting the model for node tests: none, as the node's default is the
+    bundled model (its ONNX ships in loftr_ros/weights); fails the test when that file is missing.
+    """
     from loftr_ros.runtime import default_weights
 
-    return os.path.isfile(default_weights("onnx"))
-
-
-def model_ros_args() -> List[str]:
-    """``-p`` arguments selecting the model for node tests (onnxruntime backend).
-
-    The bundled default model when its ONNX is there; until then the seed model from
-    ``$LOFTR_SHARED_DIR/seed_weights`` (preset ``seed``). Skips the test when neither exists.
-    """
-    if bundled_onnx_exists():
-        return []
-    if os.path.isfile(SEED_ONNX):
-        return ["-p", f"weights:={SEED_ONNX}", "-p", "preset:=seed"]
-    pytest.skip("no bundled ONNX model and no seed ONNX ($LOFTR_SHARED_DIR/seed_weights)")
+    path = default_weights("onnx")
+    if not os.path.isfile(path):
+        pytest.fail(f"the bundled model {path} is missing from the package")
     return []

@@ -6,7 +6,7 @@ the same process from about 50 to about 85 ms on 2 cores. For speed, per-match a
 long axis last (x and y apart, never a trailing axis of 2, which makes numpy loop over pairs), the
 window sums of an iteration come from one ``einsum`` pass, the neighbours come from a k-d tree,
 and large sets of matches are shared out among a few threads (numpy and OpenCV release the GIL):
-about 16 ms for 640 matches on 2 cores, where a first version took about 40.
+about 16 ms for 640 matches on 2 cores.
 
 The learned fine stage places most matches within a few pixels of the truth but few within one
 (it works on stride-4 features). This step takes each match the rest of the way with the images

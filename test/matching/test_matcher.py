@@ -151,9 +151,8 @@ def test_onnxruntime_path_never_imports_torch(seed_files: tuple) -> None:
 
 def test_bundled_default_model_is_precise_under_camera_motion() -> None:
     """The shipped default model on frames of a moving virtual camera over the bundled photo (the
-    demo's and node tests' sequence): sub-cell accuracy. Measured on frames 1-11 of 12 (fourth-
-    session weights): 99-100% of the matches within 3 px; with ``min_peak_mass`` 0, 94-97% and
-    about 1.8 times as many matches."""
+    demo's and node tests' sequence): sub-cell accuracy. On frames 1-11 of 12, 99-100% of the
+    matches are within 3 px; with ``min_peak_mass`` 0, 94-97% and about 1.8 times as many."""
     from loftr_ros.synthetic.virtual_camera import (
         make_sequence,
         relative_homography,

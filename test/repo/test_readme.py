@@ -36,10 +36,23 @@ def test_generated_tables_are_current(readme):
         "README.md's generated tables differ from the code: run python scripts/readme_tables.py")
 
 
+def test_model_doc_tables_are_current():
+    with open(readme_tables.MODEL_DOC, encoding="utf-8") as handle:
+        text = handle.read()
+    assert readme_tables.render(text, readme_tables.MODEL_DOC_TABLES) == text, (
+        "docs/model.md's generated tables differ from the code: "
+        "run python scripts/readme_tables.py")
+
+
 def test_every_generated_section_has_content(readme):
-    for name in readme_tables.TABLES:
+    with open(readme_tables.MODEL_DOC, encoding="utf-8") as handle:
+        model_doc = handle.read()
+    sections = [(readme, name) for name in readme_tables.README_TABLES]
+    sections += [(model_doc, name) for name in readme_tables.MODEL_DOC_TABLES]
+    assert {name for _, name in sections} == set(readme_tables.TABLES)
+    for text, name in sections:
         begin = readme_tables.BEGIN.format(name=name)
-        body = readme.split(begin, 1)[1].split(readme_tables.END.format(name=name), 1)[0]
+        body = text.split(begin, 1)[1].split(readme_tables.END.format(name=name), 1)[0]
         assert body.count("\n|") >= 3, f"section {name} has no table rows"
 
 

@@ -174,9 +174,9 @@ def _launch_ros_available():
 @pytest.mark.slow
 @pytest.mark.skipif(not _launch_ros_available(),
                     reason="launch/launch_ros not installed (not on PyPI): checked statically")
-def test_launch_starts_the_node(tmp_path):
+def test_launch_starts_the_node():
     """Where launch_ros exists: the launch file brings loftr_matcher up in a namespace."""
-    from ros_helpers import SEED_ONNX, RosClient, configure_ros_environment, require_rclpy, wait_for
+    from ros_helpers import RosClient, configure_ros_environment, require_rclpy, wait_for
 
     require_rclpy()
     try:
@@ -185,20 +185,14 @@ def test_launch_starts_the_node(tmp_path):
         get_package_share_directory("loftr_ros")
     except Exception as exc:
         pytest.skip(f"loftr_ros not in the ament index ({exc}); run scripts/setup.sh")
-    params = tmp_path / "params.yaml"
-    text = open(os.path.join(REPO, "config", "matcher.yaml"), encoding="utf-8").read()
-    if os.path.isfile(SEED_ONNX) and not _bundled_weights_exist():
-        # Until the default weights land: the seed model (see test_node.py).
-        text = text.replace('weights: ""', f'weights: "{SEED_ONNX}"').replace(
-            'preset: ""', 'preset: "seed"')
-    params.write_text(text)
+    params = os.path.join(REPO, "config", "matcher.yaml")  # the bundled model, onnxruntime
     runner = textwrap.dedent(f"""
         import sys
         from launch import LaunchDescription, LaunchService
         from launch.actions import IncludeLaunchDescription
         from launch.launch_description_sources import PythonLaunchDescriptionSource
         source = PythonLaunchDescriptionSource({LAUNCH_FILE!r})
-        args = {{"namespace": "launch_test", "params_file": {str(params)!r},
+        args = {{"namespace": "launch_test", "params_file": {params!r},
                  "camera_topic": "/launch_test/camera"}}.items()
         service = LaunchService(argv=[])
         service.include_launch_description(
@@ -226,9 +220,3 @@ def test_launch_starts_the_node(tmp_path):
             process.kill()
             output, _ = process.communicate()
     assert "Traceback" not in output, output
-
-
-def _bundled_weights_exist():
-    folder = os.path.join(REPO, "loftr_ros", "weights")
-    return any(name.endswith((".pt", ".onnx")) for name in os.listdir(folder)) \
-        if os.path.isdir(folder) else False
