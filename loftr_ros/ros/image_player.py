@@ -127,6 +127,7 @@ def main(args: Optional[List[str]] = None) -> int:
     from sensor_msgs.msg import Image
 
     from loftr_ros.ros.image_conversion import array_to_image_msg
+    from loftr_ros.ros.signals import ignore_stop_signals
 
     argv = sys.argv if args is None else args
     cli = _parse_cli(remove_ros_args(args=argv)[1:])
@@ -165,7 +166,8 @@ def main(args: Optional[List[str]] = None) -> int:
     state = {"sent": 0, "done": False}
 
     def tick() -> None:
-        if state["done"] or publisher.get_subscription_count() < wait_for:
+        if state["done"] or not node.context.ok() \
+                or publisher.get_subscription_count() < wait_for:
             return
         if count and state["sent"] >= count:
             state["done"] = True
@@ -178,7 +180,14 @@ def main(args: Optional[List[str]] = None) -> int:
         msg = array_to_image_msg(convert_frame(image, encoding, width, height), encoding)
         msg.header.stamp = node.get_clock().now().to_msg()
         msg.header.frame_id = frame_id
-        publisher.publish(msg)
+        try:
+            publisher.publish(msg)
+        except Exception:
+            if node.context.ok():
+                raise
+            # Ctrl-C shut the context down while this callback ran: the frame is simply not sent
+            state["done"] = True
+            return
         state["sent"] += 1
 
     node.create_timer(1.0 / rate, tick)
@@ -190,13 +199,15 @@ def main(args: Optional[List[str]] = None) -> int:
             rclpy.spin_once(node, timeout_sec=0.1)
         node.get_logger().info(f"done: {state['sent']} frames published")
     except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        ignore_stop_signals()
     except FrameSourceError as exc:
         print(f"[{PLAYER_NODE_NAME}] {exc}", file=sys.stderr, flush=True)
         code = 2
     finally:
+        ignore_stop_signals()
         node.destroy_node()
         rclpy.try_shutdown()
+        ignore_stop_signals()  # rclpy's shutdown puts back the handlers it found at start
     return code
 
 

@@ -477,6 +477,8 @@ def main(args: Optional[List[str]] = None) -> int:
     (``MatcherNode.model_error``)."""
     from rclpy.executors import ExternalShutdownException
 
+    from loftr_ros.ros.signals import ignore_stop_signals
+
     try:
         rclpy.init(args=args)
     except Exception as exc:  # malformed --ros-args and the like
@@ -494,12 +496,14 @@ def main(args: Optional[List[str]] = None) -> int:
             return 2
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        ignore_stop_signals()
     finally:
+        ignore_stop_signals()  # a second Ctrl-C must not cut the clean-up short
         if node is not None:
             node.shutdown()
             node.destroy_node()
         rclpy.try_shutdown()
+        ignore_stop_signals()  # rclpy's shutdown puts back the handlers it found at start
     return 0
 
 

@@ -1,0 +1,83 @@
+"""Stopping cleanly whatever the signals: the matcher node and image_player as processes.
+
+GNU ``timeout`` and a user pressing Ctrl-C twice send a second SIGINT while the first one's
+clean-up runs; launch sends SIGINT while a timer callback may be publishing. Each stop must exit
+0 without a traceback or an abort.
+"""
+import signal
+import time
+
+import cv2
+import numpy as np
+import pytest
+from ros_helpers import RosClient, RosProcess, model_ros_args, require_rclpy, wait_for  # noqa: I001
+
+require_rclpy()
+
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+BAD_WORDS = ("Traceback", "terminate called", "KeyboardInterrupt", "RCLError")
+
+
+def signal_repeatedly(process, count, spacing_s):
+    """SIGINT ``count`` times, ``spacing_s`` apart (stops early once the process is gone)."""
+    for _ in range(count):
+        if not process.alive():
+            break
+        process.process.send_signal(signal.SIGINT)
+        time.sleep(spacing_s)
+
+
+def finish(process, timeout=20.0):
+    try:
+        process.process.wait(timeout=timeout)
+    except Exception:
+        process.process.kill()
+        process.process.wait()
+    code, output = process.process.returncode, process.output()
+    process.cleanup()
+    return code, output
+
+
+def test_node_survives_repeated_sigint_during_its_clean_up():
+    """Bursts of SIGINT, some landing while the node shuts its worker, model and DDS down."""
+    results = []
+    for attempt, spacing in enumerate((0.002, 0.01, 0.03)):
+        node = RosProcess("loftr_ros.ros.node", name="matcher_node", ros_args=[
+            "-r", f"__ns:=/stop_test_{attempt}", "-p", "backend:=onnxruntime"]
+            + model_ros_args())
+        assert node.wait_for_output("ready:", 90.0), node.output()
+        signal_repeatedly(node, 40, spacing)
+        results.append(finish(node))
+    for code, output in results:
+        assert code == 0, output
+        assert not [word for word in BAD_WORDS if word in output], output
+
+
+def test_image_player_stops_cleanly_while_publishing(tmp_path):
+    """SIGINT while the timer publishes frames back to back (a fast rate, large frames)."""
+    rng = np.random.default_rng(0)
+    for index in range(3):
+        cv2.imwrite(str(tmp_path / f"f{index}.png"),
+                    rng.integers(0, 255, (480, 640, 3), dtype=np.uint8))
+    client = RosClient("player_stop_client")
+    frames = client.collect(Image, "/player_stop/image",
+                            QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
+    results = []
+    try:
+        for attempt in range(6):
+            frames.clear()
+            player = RosProcess("loftr_ros.ros.image_player", name="image_player", ros_args=[
+                "-r", "__ns:=/player_stop", "-p", f"path:={tmp_path}", "-p", "rate:=500.0",
+                "-p", "loop:=true"])
+            assert wait_for(lambda: len(frames) > 5, 30.0, process=player), player.output()
+            signal_repeatedly(player, 1 + attempt % 3, 0.005)
+            results.append(finish(player))
+    finally:
+        client.close()
+    for code, output in results:
+        assert code == 0, output
+        assert not [word for word in BAD_WORDS if word in output], output
