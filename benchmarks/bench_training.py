@@ -1,11 +1,11 @@
-"""Time the README's two-stage training recipe on this machine and project its total, without
-running it (numbers, no asserts)::
+"""Time the two-stage training recipe of docs/training.md on this machine and project its total,
+without running it (numbers, no asserts)::
 
     python benchmarks/bench_training.py                     # CPU, or CUDA where torch sees it
     python benchmarks/bench_training.py --device cpu --threads 2 --loader-workers 4
 
-Per stage (320x240 then 640x480, the batch sizes, epochs and pairs of the README commands), it
-measures on ``--data``:
+Per stage (320x240 then 640x480, the batch sizes, epochs and pairs of the commands in
+docs/training.md), it measures on ``--data``:
 
 - the making of one training pair (random view, homography, photometric changes, ground truth:
   ``HomographyPairs[i]``, CPU work whatever the device);
@@ -15,7 +15,7 @@ measures on ``--data``:
   here, so the matching share of it may differ a little from a real run's).
 
 and projects the stage: ``steps x (batch x pair + step) + epochs x validation`` with the pairs made
-in the training process (``--workers 0``, the README's commands), and ``steps x max(step, batch x
+in the training process (``--workers 0``, as the recipe's commands), and ``steps x max(step, batch x
 pair / W) + epochs x validation`` with ``--workers W`` loader processes, which needs W cores free
 beside the training process (on a GPU machine). Checkpoint writes are left out (under a second).
 """
@@ -40,7 +40,7 @@ from bench_latency import cpu_name  # noqa: E402 (same folder)
 
 @dataclass(frozen=True)
 class Stage:
-    """One ``loftr-train`` command of the README's recipe (only what sets its cost)."""
+    """One ``loftr-train`` command of the recipe (only what sets its cost)."""
 
     name: str
     width: int
@@ -54,7 +54,7 @@ class Stage:
         return self.epochs * (self.pairs_per_epoch // self.batch_size)
 
 
-#: the README's training commands (section "Training and fine-tuning")
+#: the training commands of docs/training.md ("The bundled model's recipe")
 RECIPE = (Stage("stage 1", 320, 240, batch_size=4, epochs=3, pairs_per_epoch=1600),
           Stage("stage 2", 640, 480, batch_size=2, epochs=7, pairs_per_epoch=800))
 
@@ -144,7 +144,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="training image folder (default data/train; repeatable)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda (auto)")
     parser.add_argument("--threads", type=int, default=0,
-                        help="torch CPU threads (0 = torch's default; the README uses 2)")
+                        help="torch CPU threads (0 = torch's default; the recipe uses 2)")
     parser.add_argument("--steps", type=int, default=10, help="timed optimiser steps (10)")
     parser.add_argument("--pairs", type=int, default=40, help="timed training pairs (40)")
     parser.add_argument("--loader-workers", type=int, default=4,
@@ -174,8 +174,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     where = (torch.cuda.get_device_name(0) if device.startswith("cuda")
              else f"{torch.get_num_threads()} torch threads, {cpu_name()}")
-    print(f"\nThe README's training recipe on {device} ({where}; {os.cpu_count()} cores, load "
-          f"average {load_before[0]:.1f} before, {load_after[0]:.1f} after), medians of "
+    print(f"\nThe training recipe (docs/training.md) on {device} ({where}; "
+          f"{os.cpu_count()} cores, load average {load_before[0]:.1f} before, "
+          f"{load_after[0]:.1f} after), medians of "
           f"{args.pairs} pairs and {args.steps} steps per stage:\n")
     print(markdown(timings))
     return 0

@@ -1,7 +1,8 @@
 """Confidence matrix -> matches, in numpy (never inside the ONNX/TensorRT graph).
 
 Steps: threshold, border margin, mutual nearest neighbour, optional top-k, cell index -> pixel
-(cell k sits at pixel k * stride, model-spec §1.6), then optional sub-cell refinement:
+(cell k sits at pixel k * stride: docs/model.md, "Dual softmax and coarse matches"), then
+optional sub-cell refinement:
 
 - ``expectation``: confidence-weighted mean over the 3x3 neighbour cells of the match in image 1.
 - ``fine``: the learned fine stage: correlate the image-0 fine feature with a window of image-1 fine
@@ -35,7 +36,7 @@ class MatchingOptions:
         border_margin: coarse cells ignored along each image border.
         max_matches: keep the most confident ones; 0 = all.
         refinement: one of ``REFINEMENTS``; ``auto`` = ``photometric`` (the most accurate
-            measured, see the README's model card) when the images are at hand, as they always
+            measured, see docs/model_card.md) when the images are at hand, as they always
             are through :class:`loftr_ros.Matcher`; else the model's own step (``fine``,
             or ``expectation`` without a fine stage).
         min_peak_mass: with the fine stage, matches whose fine window holds less probability

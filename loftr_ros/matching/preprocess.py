@@ -5,8 +5,9 @@ model input size, each axis independently. A model-input pixel (x, y) then maps 
 frame as ``(x * sx, y * sy)`` with ``sx = W_orig / W_in``, ``sy = H_orig / H_in`` — the
 corner-aligned convention, where pixel k's footprint starts at k (OpenCV's ``resize`` samples
 pixel centres, whose half-pixel shift is below a coarse cell and inside the matcher's error; the
-map is the one LoFTR itself uses, model-spec §1.6). Non-matching aspect ratios are stretched,
-not cropped, so every original pixel stays visible to the matcher.
+map is the one LoFTR itself uses: docs/model.md, "Dual softmax and coarse matches").
+Non-matching aspect ratios are stretched, not cropped, so every original pixel stays visible to
+the matcher.
 
 Policy ``letterbox``: the frame is scaled uniformly to fit, and padded (zeros) at the right/bottom;
 the inverse is ``(x * s, y * s)`` and points in the padding are dropped by the caller.

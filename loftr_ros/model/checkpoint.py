@@ -1,4 +1,4 @@
-"""Checkpoint loading and saving for the three supported formats (model-spec §2, §3.2).
+"""Checkpoint loading and saving for the three supported formats (docs/model.md, "Checkpoints").
 
 - ``original``: a LoFTR PyTorch-Lightning file, ``state_dict`` with keys prefixed ``matcher.``; the
   fine-stage keys and the OT ``bin_score`` are ignored (and reported).

@@ -59,7 +59,7 @@ class StampReport:
         return (f"frames lost before the node: stamps every {1e3 / self.stamp_rate:.0f} ms "
                 f"({self.stamp_rate:.1f} Hz) but {self.arrival_rate:.1f} Hz arrive "
                 f"({100 * self.arrived_share:.0f} %), {self.gaps} gaps up to "
-                f"{self.largest_gap:.2f} s; see README, Fast DDS profile")
+                f"{self.largest_gap:.2f} s; see docs/troubleshooting.md")
 
 
 UNKNOWN = StampReport(0.0, 0.0, 1.0, 0, 0.0, False)

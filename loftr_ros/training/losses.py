@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 def coarse_focal_loss(conf: torch.Tensor, match_j: torch.Tensor, alpha: float = 0.25,
                       gamma: float = 2.0, negative_weight: float = 1.0) -> torch.Tensor:
-    """LoFTR's dense focal loss on the dual-softmax confidence (model-spec §4.2).
+    """LoFTR's dense focal loss on the dual-softmax confidence (docs/model.md, "Training loss").
 
     Args:
         conf: [B,L,S] confidence in [0,1].

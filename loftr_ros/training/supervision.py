@@ -1,6 +1,7 @@
 """Ground truth from a known homography: coarse matches and sub-cell targets (numpy).
 
-Convention (model-spec §1.6): coarse cell (row r, col c) of image 0 sits at pixel (c*s, r*s).
+Convention (docs/model.md, "Dual softmax and coarse matches"): coarse cell (row r, col c) of
+image 0 sits at pixel (c*s, r*s).
 A cell i of image 0 is a positive with cell j of image 1 when its centre, warped by H, rounds to
 cell j AND cell j's centre, warped back by H^-1, rounds to cell i (a mutual round trip, as LoFTR's
 ground truth). The sub-cell target is the warped pixel position itself.

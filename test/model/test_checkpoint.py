@@ -18,8 +18,9 @@ def _bn(prefix: str, channels: int) -> dict:
 
 
 def original_loftr_shapes() -> dict:
-    """Key -> shape of an original LoFTR DS checkpoint, written from model-spec §2 (not derived
-    from our model, so that a naming or shape error in the model makes the test fail)."""
+    """Key -> shape of an original LoFTR DS checkpoint, written out from the original layout
+    (docs/model.md, "Checkpoints"), not derived from our model, so that a naming or shape error
+    in the model makes the test fail."""
     shapes = {"backbone.conv1.weight": (128, 1, 7, 7)}
     shapes.update(_bn("backbone.bn1", 128))
     dims = {1: (128, 128), 2: (128, 196), 3: (196, 256)}
@@ -70,7 +71,7 @@ def _tensor(shape: tuple, seed: int) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def original_ckpt(tmp_path_factory: pytest.TempPathFactory) -> str:
     coarse = original_loftr_shapes()
-    assert len(coarse) == 171  # model-spec §2: 91 backbone (with num_batches_tracked) + 80
+    assert len(coarse) == 171  # 91 backbone (with num_batches_tracked) + 80 (docs/model.md)
     state = {f"matcher.{key}": _tensor(shape, i) for i, (key, shape) in
              enumerate({**coarse, **FINE_SHAPES}.items())}
     path = str(tmp_path_factory.mktemp("ckpt") / "outdoor_ds.ckpt")
@@ -83,7 +84,7 @@ def test_original_layout_loads_strictly_into_outdoor(original_ckpt: str) -> None
     assert report.format == "original" and report.config.name == "outdoor"
     assert set(report.ignored_keys) == set(FINE_SHAPES)
     params = sum(p.numel() for p in model.parameters())
-    assert params == 9_477_848  # model-spec §2 coarse path
+    assert params == 9_477_848  # the original coarse path (docs/model.md)
     loaded = torch.load(original_ckpt, weights_only=False)["state_dict"]
     for key, value in model.state_dict().items():
         assert torch.equal(value, loaded["matcher." + key]), key
@@ -97,7 +98,7 @@ def test_indoor_preset_takes_the_same_layout(original_ckpt: str) -> None:
 def test_seed_checkpoint_loads_and_reports_untrained_fpn(seed_files: tuple) -> None:
     model, report = load_model(seed_files[0])
     assert report.format == "seed" and report.config.name == "seed"
-    assert len(report.ignored_keys) == 16  # the untrained FPN branch, model-spec §3.2
+    assert len(report.ignored_keys) == 16  # the untrained FPN branch (docs/model.md)
     assert sum(p.numel() for p in model.parameters()) == 124_920
 
 

@@ -143,8 +143,8 @@ def test_package_xml():
 
 def test_pip_install_brings_the_non_ros_runtime_requirements():
     """`pip install .[cpu]` gets what requirements/runtime.txt lists besides the ROS wheels and
-    the set-up's own setuptools floor, with the same pins (opencv<5: see README
-    Troubleshooting); onnxruntime only through the extra (it would clobber onnxruntime-gpu)."""
+    the set-up's own setuptools floor, with the same pins (opencv<5: see docs/troubleshooting.md);
+    onnxruntime only through the extra (it would clobber onnxruntime-gpu)."""
     with open(os.path.join(REPO, "requirements", "runtime.txt"), encoding="utf-8") as handle:
         lines = [line.split("#")[0].strip() for line in handle]
     wanted = {line for line in lines if line and not line.startswith(("ros-", "setuptools"))}
