@@ -11,7 +11,9 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
+from loftr_ros.matching.postprocess import REFINEMENTS
 from loftr_ros.model.presets import preset_names
+from loftr_ros.runtime import BACKENDS
 
 PACKAGE = "loftr_ros"
 NODE_NAME = "loftr_matcher"
@@ -206,7 +208,7 @@ class ParameterSpec:
         return value
 
 
-BACKEND_CHOICES = ("auto", "tensorrt", "onnxruntime", "torch")
+BACKEND_CHOICES = BACKENDS  # the runtime factory's names
 ESTIMATE_NONE = "none"
 ESTIMATE_HOMOGRAPHY = "homography"
 ESTIMATE_ESSENTIAL = "essential"
@@ -214,7 +216,7 @@ ESTIMATE_CHOICES = (ESTIMATE_NONE, ESTIMATE_HOMOGRAPHY, ESTIMATE_ESSENTIAL)
 TRANSPORT_RAW = "raw"
 TRANSPORT_COMPRESSED = "compressed"
 IMAGE_TRANSPORT_CHOICES = (TRANSPORT_RAW, TRANSPORT_COMPRESSED)
-REFINEMENT_CHOICES = ("auto", "none", "expectation", "fine", "photometric")
+REFINEMENT_CHOICES = REFINEMENTS  # the post-processing's names
 
 PARAMETERS: Tuple[ParameterSpec, ...] = (
     ParameterSpec("backend", STRING, "auto",
