@@ -79,3 +79,29 @@ def draw_matches(image0: np.ndarray, image1: np.ndarray, keypoints0: np.ndarray,
                     cv2.LINE_AA)
         y += 24
     return canvas
+
+
+def draw_reference_outline(image: np.ndarray, reference_size: Tuple[int, int],
+                           homography: np.ndarray, color: Tuple[int, int, int] = (255, 0, 255)
+                           ) -> np.ndarray:
+    """A BGR copy of the current frame ``image`` with the reference frame's outline drawn where
+    ``homography`` (reference pixels -> current pixels, 3x3) puts it.
+
+    ``reference_size`` is ``(width, height)``. Lines are a little thicker on larger frames so
+    that they stay visible once the debug picture is shrunk. Corners behind the camera
+    (non-positive homogeneous scale) leave the copy undrawn.
+    """
+    width, height = reference_size
+    corners = np.array([[0, 0, 1], [width, 0, 1], [width, height, 1], [0, height, 1]],
+                       dtype=np.float64)
+    projected = corners @ np.asarray(homography, dtype=np.float64).T
+    canvas = to_bgr(image).copy()
+    if np.any(projected[:, 2] <= 1e-9) or not np.all(np.isfinite(projected)):
+        return canvas
+    points = projected[:, :2] / projected[:, 2:]
+    limit = 8 * max(canvas.shape[:2])  # far-off corners would overflow OpenCV's int drawing
+    points = np.clip(points, -limit, limit)
+    thickness = max(2, int(round(max(canvas.shape[:2]) / 320)))
+    cv2.polylines(canvas, [np.round(points).astype(np.int32).reshape(-1, 1, 2)], True, color,
+                  thickness, cv2.LINE_AA)
+    return canvas

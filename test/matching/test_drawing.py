@@ -42,3 +42,19 @@ def test_shrink_keeps_at_least_one_pixel_per_side() -> None:
     assert shrunk.shape == (1, 1280) and scale == 1280 / 200000
     same, unit = shrink(strip[:, :100], 1280)
     assert same.shape == (32, 100) and unit == 1.0
+
+
+def test_reference_outline_lands_where_the_homography_puts_it():
+    from loftr_ros.matching.drawing import draw_reference_outline
+
+    frame = np.zeros((240, 320), np.uint8)
+    shift = np.array([[0.5, 0, 40], [0, 0.5, 30], [0, 0, 1]], np.float64)
+    drawn = draw_reference_outline(frame, (320, 240), shift, color=(0, 0, 255))
+    assert drawn.shape == (240, 320, 3) and frame.max() == 0, "the input is left alone"
+    red = (drawn[:, :, 2] > 128) & (drawn[:, :, 0] < 64)
+    ys, xs = np.nonzero(red)
+    assert abs(xs.min() - 40) <= 2 and abs(xs.max() - 200) <= 2
+    assert abs(ys.min() - 30) <= 2 and abs(ys.max() - 150) <= 2
+    assert not red[90, 120], "an outline, not a filled box"
+    behind = np.array([[1, 0, 0], [0, 1, 0], [0, 0, -1]], np.float64)
+    assert draw_reference_outline(frame, (320, 240), behind).max() == 0
