@@ -39,8 +39,8 @@ from ros_helpers import (  # noqa: E402
     wait_for,
 )
 
-from loftr_ros import ros_interface as api  # noqa: E402
 from loftr_ros.cli import size_argument  # noqa: E402
+from loftr_ros.ros import interface as api  # noqa: E402
 from loftr_ros.ros.image_conversion import array_to_image_msg  # noqa: E402
 from loftr_ros.synthetic.virtual_camera import make_sequence  # noqa: E402
 

@@ -8,7 +8,7 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
-from loftr_ros import image_conversion as ic  # noqa: E402
+from loftr_ros.ros import image_conversion as ic  # noqa: E402
 from loftr_ros.ros.image_conversion import (  # noqa: E402
     ENCODINGS,
     MAIN_ENCODINGS,

@@ -23,7 +23,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E
 from sensor_msgs.msg import Image, PointCloud2, PointField  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from loftr_ros import ros_interface as api  # noqa: E402
+from loftr_ros.ros import interface as api  # noqa: E402
 from loftr_ros.ros.image_conversion import array_to_image_msg  # noqa: E402
 from loftr_ros.ros.matches_msg import matches_from_msg  # noqa: E402
 from loftr_ros.synthetic.virtual_camera import make_sequence, relative_homography, transfer_error  # noqa
