@@ -24,9 +24,9 @@ from typing import Iterator, List, Optional, Tuple
 import cv2
 import numpy as np
 
+from loftr_ros.image_files import IMAGE_EXTENSIONS
 from loftr_ros.synthetic.homography import make_pair
 
-IMAGE_EXTENSIONS = (".ppm", ".png", ".jpg", ".jpeg", ".pgm", ".bmp")
 HPATCHES_SHORT_SIDE = 480
 SYNTHETIC_SIZE = (640, 480)
 

@@ -19,9 +19,9 @@ from typing import Iterator, List, Optional
 import cv2
 import numpy as np
 
+from loftr_ros.image_files import IMAGE_EXTENSIONS, image_files
 from loftr_ros.ros.interface import PLAYER_NODE_NAME
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 PLAYER_ENCODINGS = ("bgr8", "mono8")
 PLAYER_QOS = ("sensor_data", "reliable")
 
@@ -37,9 +37,7 @@ class FrameSource:
         self.path = path
         self.loop = loop
         if os.path.isdir(path):
-            self.files: Optional[List[str]] = sorted(
-                os.path.join(path, name) for name in os.listdir(path)
-                if name.lower().endswith(IMAGE_EXTENSIONS))
+            self.files: Optional[List[str]] = image_files(path)
             if not self.files:
                 raise FrameSourceError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {path}")
         elif os.path.isfile(path):

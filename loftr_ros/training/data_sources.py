@@ -31,6 +31,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from loftr_ros.image_files import has_image_extension
+
 DEBIAN_PACKAGES: Tuple[str, ...] = ("plasma-workspace-wallpapers", "mate-backgrounds",
                                     "ukui-wallpapers")
 #: short source name of each package (prefix of the output file names)
@@ -46,7 +48,6 @@ HELDOUT_WALLPAPERS: Tuple[str, ...] = (
 #: real photographs that ship inside the scikit-image wheel (``skimage/data``), all held out
 SKIMAGE_HELDOUT: Tuple[str, ...] = ("astronaut.png", "camera.png", "chelsea.png", "coffee.png",
                                     "motorcycle_left.png", "rocket.jpg")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
 MAX_SIDE = 1600
 JPEG_QUALITY = 92
 MIN_TEXTURE = 0.03
@@ -90,7 +91,7 @@ def declared_size(stem: str) -> Optional[Tuple[str, int, int]]:
 
 
 def _is_image(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+    return path.is_file() and has_image_extension(path.name)
 
 
 def _picture_key(relpath: str) -> str:

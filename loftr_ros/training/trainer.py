@@ -7,7 +7,6 @@ Deterministic for a given seed and world size.
 """
 from __future__ import annotations
 
-import glob
 import json
 import math
 import os
@@ -21,6 +20,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
+from loftr_ros.image_files import image_files
 from loftr_ros.model.checkpoint import load_model, save_model
 from loftr_ros.model.network import CoarseLoFTR, build_model
 from loftr_ros.model.presets import ModelConfig, get_preset
@@ -32,8 +32,6 @@ from loftr_ros.training.losses import (
     fine_loss,
 )
 from loftr_ros.training.supervision import coarse_truth
-
-IMAGE_PATTERNS = ("*.jpg", "*.jpeg", "*.png", "*.ppm", "*.bmp", "*.JPG", "*.PNG")
 
 
 @dataclass
@@ -72,8 +70,7 @@ def list_images(directories: List[str]) -> List[str]:
     """All image files under the given folders (recursive), sorted for determinism."""
     paths: List[str] = []
     for directory in directories:
-        for pattern in IMAGE_PATTERNS:
-            paths.extend(glob.glob(os.path.join(directory, "**", pattern), recursive=True))
+        paths.extend(image_files(directory, recursive=True))
     return sorted(set(paths))
 
 

@@ -6,17 +6,15 @@ import hashlib
 import os
 from typing import Any, List, Optional, Sequence, Tuple
 
+from loftr_ros.image_files import image_files
 from loftr_ros.runtime.base import LoftrRuntimeError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff")
 
 
 def calibration_images(calib_dir: str) -> List[str]:
     """Image files directly inside ``calib_dir``, sorted."""
     if not os.path.isdir(calib_dir):
         raise LoftrRuntimeError(f"calibration folder {calib_dir} does not exist")
-    return sorted(os.path.join(calib_dir, name) for name in os.listdir(calib_dir)
-                  if name.lower().endswith(IMAGE_SUFFIXES))
+    return image_files(calib_dir)
 
 
 def calibration_fingerprint(calib_dir: str) -> str:
@@ -87,5 +85,5 @@ def make_entropy_calibrator(trt: Any, cuda: Any, batches: Sequence[Sequence[Any]
     return EntropyCalibrator()
 
 
-__all__ = ["IMAGE_SUFFIXES", "calibration_images", "calibration_fingerprint",
+__all__ = ["calibration_images", "calibration_fingerprint",
            "calibration_pairs", "make_entropy_calibrator"]
