@@ -18,6 +18,7 @@ Never imports torch unless ``backend`` is ``torch`` (a Jetson Nano has 2 GB for 
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -26,6 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import (
     FloatingPointRange,
     IntegerRange,
@@ -46,13 +48,24 @@ from rclpy.qos import (
     ReliabilityPolicy,
     qos_profile_system_default,
 )
-from sensor_msgs.msg import Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
 from loftr_ros.ros import interface as api
+from loftr_ros.ros.compressed_image import compressed_msg_to_matching_image
 from loftr_ros.ros.frame_pipeline import FrameTiming, NewestFrameSlot, PipelineStats, Reference
+from loftr_ros.ros.geometry_outputs import (
+    CameraModel,
+    FrameGeometry,
+    camera_model_from_info,
+    estimate_frame_geometry,
+    homography_msg,
+    pose_msg,
+)
 from loftr_ros.ros.image_conversion import ImageConversionError, ImageConverter, array_to_image_msg
 from loftr_ros.ros.matches_msg import matches_to_msg
+from loftr_ros.ros.stamp_monitor import StampMonitor
 
 _ROS_TYPES = {api.STRING: ParameterType.PARAMETER_STRING, api.BOOL: ParameterType.PARAMETER_BOOL,
               api.INTEGER: ParameterType.PARAMETER_INTEGER,
@@ -61,6 +74,31 @@ _LOG_THROTTLE_S = 5.0
 #: live parameters that are settings of the Matcher (same names)
 _MATCHER_PARAMETERS = ("threshold", "max_matches", "border_margin", "min_peak_mass",
                        "keep_sharpest")
+
+
+class RosLogForwarder(logging.Handler):
+    """Hands the package's Python log records (the TensorRT -> onnxruntime fallback, engine
+    builds, the backend ``auto`` chose) to the node's ROS logger, so that they reach /rosout and
+    launch's log like every other line of the node."""
+
+    def __init__(self, ros_logger: Any) -> None:
+        super().__init__(logging.INFO)
+        self.ros_logger = ros_logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.levelno >= logging.ERROR:
+            self.ros_logger.error(text)
+        elif record.levelno >= logging.WARNING:
+            self.ros_logger.warning(text)
+        else:
+            self.ros_logger.info(text)
+
+
+#: how to get going when the TensorRT backend cannot be used on this machine
+NO_TENSORRT_HINT = ("without TensorRT (a machine with no NVIDIA GPU, or TensorRT/pycuda not "
+                    "installed) start with backend:=onnxruntime, or with "
+                    "allow_backend_fallback:=true to fall back to onnxruntime")
 
 
 class StartupError(RuntimeError):
@@ -138,6 +176,11 @@ def create_matcher(params: Dict[str, Any]) -> Any:
         fp16=params["fp16"], allow_fallback=params["allow_backend_fallback"])
 
 
+def _encoding_text(msg: Any) -> str:
+    """An Image's encoding, or a CompressedImage's format."""
+    return str(msg.encoding) if isinstance(msg, Image) else f"compressed ({msg.format})"
+
+
 def _stamp_tuple(stamp: Any) -> tuple:
     return (int(stamp.sec), int(stamp.nanosec))
 
@@ -156,6 +199,10 @@ class MatcherNode(Node):
 
     def __init__(self, matcher: Any = None, **node_kwargs: Any) -> None:
         super().__init__(api.NODE_NAME, **node_kwargs)
+        self._log_forwarder = RosLogForwarder(self.get_logger())
+        package_logger = logging.getLogger(api.PACKAGE)
+        package_logger.addHandler(self._log_forwarder)
+        package_logger.setLevel(logging.INFO)
         self._params = self._declare_static_parameters()
         input_size_parameter(self._params)  # a bad parameter value stops the start-up
         #: why no model is loaded (None once one is): missing or corrupt weights, an engine for
@@ -190,8 +237,9 @@ class MatcherNode(Node):
                                                    qos_profile(api.QOS_LATCHED))
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, api.DIAGNOSTICS_TOPIC,
                                                      qos_profile(api.QOS_RELIABLE))
-        self.image_sub = self.create_subscription(
-            Image, api.IMAGE_TOPIC, self._on_image, qos_profile(self._params["image_qos"]))
+        self.image_sub = self._subscribe_images()
+        self.stamps = StampMonitor()
+        self._init_geometry_outputs()
         self.reference_srv = self.create_service(Trigger, api.SET_REFERENCE_SERVICE,
                                                  self._on_set_reference)
         self.diagnostics_timer = self.create_timer(self._params["diagnostics_period"],
@@ -222,8 +270,102 @@ class MatcherNode(Node):
             problem = _startup_problem(exc)
             if problem is None or os.environ.get("LOFTR_ROS_DEBUG"):
                 raise
+            if self._params["backend"] == "tensorrt" and _is_backend_unavailable(exc):
+                problem = f"{problem.rstrip('.')}. {NO_TENSORRT_HINT[0].upper()}" \
+                    f"{NO_TENSORRT_HINT[1:]}"
             self.model_error = problem
             return None
+
+    # -- input and geometry outputs -------------------------------------------------------------
+
+    def _subscribe_images(self) -> Any:
+        """``image`` (raw) or, with ``image_transport: compressed``, the resolved ``image`` name
+        plus ``/compressed`` (a CompressedImage), as image_transport names it."""
+        qos = qos_profile(self._params["image_qos"])
+        if self._params["image_transport"] == api.TRANSPORT_COMPRESSED:
+            topic = self.resolve_topic_name(api.IMAGE_TOPIC) + api.COMPRESSED_SUFFIX
+            return self.create_subscription(CompressedImage, topic, self._on_image, qos)
+        return self.create_subscription(Image, api.IMAGE_TOPIC, self._on_image, qos)
+
+    def _init_geometry_outputs(self) -> None:
+        mode = self._params["estimate"]
+        self.homography_pub = None
+        self.pose_pub = None
+        self.camera_info_sub = None
+        if mode == api.ESTIMATE_HOMOGRAPHY:
+            self.homography_pub = self.create_publisher(
+                Float64MultiArray, api.HOMOGRAPHY_TOPIC, qos_profile(api.QOS_RELIABLE))
+        if mode == api.ESTIMATE_ESSENTIAL:
+            self.pose_pub = self.create_publisher(PoseStamped, api.RELATIVE_POSE_TOPIC,
+                                                  qos_profile(api.QOS_RELIABLE))
+            # best effort takes camera_info from reliable and best-effort publishers alike
+            self.camera_info_sub = self.create_subscription(
+                CameraInfo, api.CAMERA_INFO_TOPIC, self._on_camera_info,
+                qos_profile(api.QOS_SENSOR_DATA))
+        #: the newest usable camera_info, and why there is none
+        self._camera: Optional[CameraModel] = None
+        self._camera_problem = (f"no camera_info received yet on "
+                                f"{self.camera_info_sub.topic_name}"
+                                if self.camera_info_sub is not None else "")
+        #: the camera of the reference: the newest usable one when it was set (or, if there was
+        #: none, the first that came after)
+        self._reference_camera: Optional[CameraModel] = None
+        self.estimates_failed = 0
+        self._reported_failed = 0
+        self._estimated = 0
+        self._last_failure = ""
+        self._last_inlier_ratio = -1.0
+        self._estimate_seconds: List[float] = []
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        camera, problem = camera_model_from_info(msg)
+        with self._lock:
+            self._camera = camera
+            self._camera_problem = problem
+        if camera is None:
+            self.get_logger().warning(f"no pose: {problem}",
+                                      throttle_duration_sec=_LOG_THROTTLE_S)
+
+    def _decode(self, msg: Any) -> Any:
+        """The matcher's image of an Image or CompressedImage (ImageConversionError if not)."""
+        if isinstance(msg, CompressedImage):
+            return compressed_msg_to_matching_image(msg)
+        return self.converter.to_matching_image(msg)
+
+    def _estimate(self, result: Any, image: Any) -> FrameGeometry:
+        """The ``estimate`` mode's geometry for one frame's matches; failures are counted and
+        logged (throttled)."""
+        mode = self._params["estimate"]
+        with self._lock:
+            camera, problem = self._camera, self._camera_problem
+            if self._reference_camera is None:
+                self._reference_camera = camera
+            camera_ref = self._reference_camera
+        geometry = estimate_frame_geometry(
+            mode, result.keypoints0, result.keypoints1, self._params["estimate_threshold_px"],
+            self._params["min_inliers"], camera_ref, camera, (image.shape[1], image.shape[0]))
+        if mode == api.ESTIMATE_NONE:
+            return geometry
+        self._estimated += 1
+        self._last_inlier_ratio = geometry.inlier_ratio
+        self._estimate_seconds = (self._estimate_seconds + [geometry.seconds])[-50:]
+        if geometry.failure:
+            failure = geometry.failure
+            if camera is None and problem:
+                failure = f"{failure}: {problem}"
+            self.estimates_failed += 1
+            self._last_failure = failure
+            self.get_logger().warning(f"nothing published for this frame: {failure}",
+                                      throttle_duration_sec=_LOG_THROTTLE_S)
+        return geometry
+
+    def _publish_geometry(self, geometry: FrameGeometry, msg: Any, reference: Reference) -> None:
+        if geometry.homography is not None and self.homography_pub is not None:
+            self.homography_pub.publish(homography_msg(geometry.homography))
+        if geometry.rotation is not None and self.pose_pub is not None:
+            frame_id = self._params["pose_frame_id"] or reference.msg.header.frame_id
+            self.pose_pub.publish(pose_msg(geometry.rotation, geometry.position, msg.header,
+                                           frame_id))
 
     # -- parameters ---------------------------------------------------------------------------
 
@@ -270,10 +412,11 @@ class MatcherNode(Node):
 
     # -- callbacks ----------------------------------------------------------------------------
 
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Any) -> None:
         """Store the newest frame for the worker (replacing a pending one = one dropped frame)."""
         now = time.monotonic()
         self.stats.count_received()
+        self.stamps.add(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
         with self._lock:
             self._latest_msg = msg
         self.slot.put((msg, now))
@@ -294,7 +437,7 @@ class MatcherNode(Node):
                                 "publish images first")
             return response
         try:
-            image = self.converter.to_matching_image(msg)
+            image = self._decode(msg)
         except ImageConversionError as exc:
             response.success = False
             response.message = f"newest frame cannot be used as reference: {exc}"
@@ -307,18 +450,20 @@ class MatcherNode(Node):
         reference = self._set_reference(msg, image)
         response.success = True
         response.message = (f"reference set: stamp {reference.stamp[0]}.{reference.stamp[1]:09d}, "
-                            f"{msg.width}x{msg.height} {msg.encoding}")
+                            f"{image.shape[1]}x{image.shape[0]} {_encoding_text(msg)}")
         return response
 
-    def _set_reference(self, msg: Image, image: Any) -> Reference:
+    def _set_reference(self, msg: Any, image: Any) -> Reference:
         reference = Reference(image=image, prepared=self.matcher.prepare(image),
                               stamp=_stamp_tuple(msg.header.stamp), msg=msg,
                               set_at=time.monotonic())
         with self._lock:
             self.reference = reference
-        self.reference_pub.publish(msg)
+            self._reference_camera = self._camera
+        self.reference_pub.publish(msg if isinstance(msg, Image) else array_to_image_msg(
+            image, "bgr8" if image.ndim == 3 else "mono8", header=msg.header))
         self.get_logger().info(f"reference set: stamp {reference.stamp[0]}."
-                               f"{reference.stamp[1]:09d}, {msg.width}x{msg.height}")
+                               f"{reference.stamp[1]:09d}, {image.shape[1]}x{image.shape[0]}")
         return reference
 
     # -- inference worker ---------------------------------------------------------------------
@@ -344,7 +489,7 @@ class MatcherNode(Node):
                                     throttle_duration_sec=_LOG_THROTTLE_S)
             return
         try:
-            image = self.converter.to_matching_image(msg)
+            image = self._decode(msg)
         except ImageConversionError as exc:
             self.stats.count_rejected()
             self.get_logger().warning(f"frame skipped: {exc}",
@@ -365,9 +510,11 @@ class MatcherNode(Node):
         current, transform = self.matcher.prepare(image)
         result = self.matcher.match_prepared(reference.prepared[0], reference.prepared[1],
                                              current, transform)
+        geometry = self._estimate(result, image)
         cloud = matches_to_msg(result.keypoints0, result.keypoints1, result.scores, msg.header,
-                               reference.stamp)
+                               reference.stamp, inliers=geometry.inliers)
         self.matches_pub.publish(cloud)
+        self._publish_geometry(geometry, msg, reference)
         published = time.monotonic()
         timing = FrameTiming(received=received, published=published,
                              inference=result.timings.get("inference", 0.0) * 1e-3,
@@ -378,15 +525,22 @@ class MatcherNode(Node):
             self._fps = 0.8 * self._fps + 0.2 / interval if self._fps else 1.0 / interval
         self._last_published = published
         if self._params["publish_debug_image"] and self.debug_pub.get_subscription_count() > 0:
-            self._publish_debug(reference, image, result, msg, timing)
+            self._publish_debug(reference, image, result, msg, timing, geometry)
 
     def _publish_debug(self, reference: Reference, image: Any, result: Any, msg: Image,
-                       timing: FrameTiming) -> None:
-        from loftr_ros.matching.drawing import draw_matches
+                       timing: FrameTiming, geometry: Optional[FrameGeometry] = None) -> None:
+        from loftr_ros.matching.drawing import draw_matches, draw_reference_outline
 
         lines = [f"matches {len(result.scores)}  backend {self.backend_name}",
                  f"{self._fps:.1f} FPS  latency {timing.latency * 1e3:.0f} ms  "
                  f"inference {timing.inference * 1e3:.0f} ms"]
+        if geometry is not None and self._params["estimate"] != api.ESTIMATE_NONE:
+            lines.append(f"{self._params['estimate']}: {int(geometry.inliers.sum())} inliers "
+                         f"({100 * geometry.inlier_ratio:.0f}%)"
+                         + ("" if not geometry.failure else "  FAILED"))
+        if geometry is not None and geometry.homography is not None:
+            height, width = reference.image.shape[:2]
+            image = draw_reference_outline(image, (width, height), geometry.homography)
         canvas = draw_matches(reference.image, image, result.keypoints0, result.keypoints1,
                               result.scores, text_lines=lines,
                               max_side=api.DEBUG_IMAGE_MAX_SIDE)
@@ -416,12 +570,40 @@ class MatcherNode(Node):
             api.DIAG_DEBUG_IMAGES: str(self.debug_images),
             api.DIAG_TORCH_LOADED: str("torch" in sys.modules).lower(),
         }
+        values.update(self._geometry_diagnostics())
+        stamps = self.stamps.report()
+        values.update({api.DIAG_STAMP_RATE: f"{stamps.stamp_rate:.2f}",
+                       api.DIAG_ARRIVAL_RATE: f"{stamps.arrival_rate:.2f}",
+                       api.DIAG_STAMP_GAPS: str(stamps.gaps)})
         status = DiagnosticStatus(name=api.DIAGNOSTIC_NAME, hardware_id=api.DIAGNOSTIC_HARDWARE_ID)
         status.level, status.message = self._health(counts, reference is not None, rate)
+        status.level, status.message = self._more_health(status.level, status.message, stamps)
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         array_msg = DiagnosticArray(status=[status])
         array_msg.header.stamp = self.get_clock().now().to_msg()
         self.diagnostics_pub.publish(array_msg)
+
+    def _geometry_diagnostics(self) -> Dict[str, str]:
+        seconds = self._estimate_seconds
+        return {api.DIAG_ESTIMATE: self._params["estimate"],
+                api.DIAG_INLIER_RATIO: (f"{self._last_inlier_ratio:.2f}"
+                                        if self._last_inlier_ratio >= 0 else "n/a"),
+                api.DIAG_ESTIMATE_FAILED: str(self.estimates_failed),
+                api.DIAG_ESTIMATE_TIME: (f"{1e3 * sum(seconds) / len(seconds):.2f}"
+                                         if seconds else "n/a")}
+
+    def _more_health(self, level: bytes, message: str, stamps: Any) -> Tuple[bytes, str]:
+        """Failed estimates and frames lost before the node turn an OK report into a WARN."""
+        failed, self._reported_failed = (self.estimates_failed - self._reported_failed,
+                                         self.estimates_failed)
+        if level != DiagnosticStatus.OK:
+            return level, message
+        if failed:
+            return DiagnosticStatus.WARN, (f"{failed} estimates failed since the last report: "
+                                           f"{self._last_failure}")
+        if stamps.frames_lost:
+            return DiagnosticStatus.WARN, stamps.describe()
+        return level, message
 
     def _health(self, counts: Dict[str, Any], has_reference: bool, rate: float
                 ) -> Tuple[bytes, str]:
@@ -454,6 +636,15 @@ class MatcherNode(Node):
         close = getattr(self.matcher, "close", None) if self.matcher is not None else None
         if close is not None:
             close()
+        logging.getLogger(api.PACKAGE).removeHandler(self._log_forwarder)
+
+
+def _is_backend_unavailable(exc: BaseException) -> bool:
+    try:
+        from loftr_ros.runtime.base import BackendUnavailableError
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, BackendUnavailableError)
 
 
 def _startup_problem(exc: BaseException) -> Optional[str]:
