@@ -58,3 +58,56 @@ def test_reference_outline_lands_where_the_homography_puts_it():
     assert not red[90, 120], "an outline, not a filled box"
     behind = np.array([[1, 0, 0], [0, 1, 0], [0, 0, -1]], np.float64)
     assert draw_reference_outline(frame, (320, 240), behind).max() == 0
+
+
+def test_spread_selection_covers_the_image_and_respects_the_count() -> None:
+    from loftr_ros.matching.drawing import spread_selection
+
+    rng = np.random.default_rng(0)
+    # 300 high-score matches crowd the top-left quarter, 100 low-score ones cover the rest
+    crowd = rng.uniform(0, 160, (300, 2))
+    rest = rng.uniform(0, 640, (100, 2)) * np.array([1.0, 0.75])
+    rest = rest[(rest[:, 0] > 160) | (rest[:, 1] > 160)]
+    points = np.concatenate([crowd, rest]).astype(np.float32)
+    scores = np.concatenate([np.full(len(crowd), 0.9), np.full(len(rest), 0.2)])
+    scores = (scores + rng.uniform(0, 0.05, len(scores))).astype(np.float32)
+    chosen = spread_selection(points, scores, 60, (640, 480))
+    assert len(chosen) == 60 == len(set(chosen.tolist()))
+    outside = np.mean((points[chosen, 0] > 160) | (points[chosen, 1] > 160))
+    assert outside > 0.5, "the top scores alone would all lie in the crowded corner"
+    assert len(spread_selection(points, scores, 0, (640, 480))) == 0
+    few = spread_selection(points[:5], scores[:5], 60, (640, 480))
+    assert sorted(few.tolist()) == [0, 1, 2, 3, 4]
+
+
+def test_every_match_gets_dots_but_only_max_lines_get_lines() -> None:
+    left = np.zeros((200, 300), np.uint8)
+    right = np.zeros((200, 300), np.uint8)
+    keypoints0 = np.array([[20.0, 20.0], [200.0, 150.0]], np.float32)
+    keypoints1 = np.array([[40.0, 180.0], [250.0, 30.0]], np.float32)
+    scores = np.array([0.5, 0.9], np.float32)
+    dots_only = draw_matches(left, right, keypoints0, keypoints1, scores, max_lines=0)
+    for (x0, y0), (x1, y1) in zip(keypoints0, keypoints1):
+        assert coloured(dots_only, int(x0), int(y0)) and coloured(dots_only, 300 + int(x1),
+                                                                  int(y1))
+    middles = (keypoints0 + keypoints1 + np.array([300.0, 0.0], np.float32)) / 2
+    assert not any(coloured(dots_only, int(x), int(y)) for x, y in middles)
+    one_line = draw_matches(left, right, keypoints0, keypoints1, scores, max_lines=1)
+    assert coloured(one_line, int(middles[1, 0]), int(middles[1, 1])), "the better match's line"
+    assert not coloured(one_line, int(middles[0, 0]), int(middles[0, 1]))
+
+
+def test_outliers_are_coloured_apart_and_the_legend_says_so() -> None:
+    from loftr_ros.matching.drawing import OUTLIER_COLOR
+
+    frame = np.zeros((240, 320), np.uint8)
+    keypoints = np.array([[50.0, 40.0], [250.0, 60.0]], np.float32)
+    scores = np.array([0.3, 0.8], np.float32)
+    canvas = draw_matches(frame, frame, keypoints, keypoints, scores,
+                          inliers=np.array([1, 0], np.uint8))
+    assert tuple(canvas[60, 250]) == OUTLIER_COLOR
+    assert tuple(canvas[40, 50]) != OUTLIER_COLOR and canvas[40, 50].any()
+    legend = canvas[150:, :260]
+    assert (np.abs(legend.astype(int) - OUTLIER_COLOR).sum(axis=2) == 0).sum() > 100
+    without = draw_matches(frame, frame, keypoints, keypoints, scores)
+    assert (np.abs(without[150:, :260].astype(int) - OUTLIER_COLOR).sum(axis=2) == 0).sum() == 0
