@@ -1,4 +1,9 @@
-"""Run several matching methods on the same image pairs and tabulate homography accuracy.
+"""Run several matching methods on the same image pairs and tabulate their accuracy.
+
+A pair with a homography (:class:`loftr_ros.evaluation.datasets.HomographyPair`) is scored by
+:mod:`loftr_ros.evaluation.metrics` (corner error), a pair with known cameras
+(:class:`loftr_ros.evaluation.pose_datasets.PosePair`) by :mod:`loftr_ros.evaluation.pose_metrics`
+(relative pose error, epipolar precision); a data set holds one kind.
 
 A *method* is anything with ``match(image0, image1)`` returning an object with ``keypoints0`` and
 ``keypoints1`` (float32 ``[N,2]`` pixels of the images passed in): a
@@ -30,12 +35,13 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
-from loftr_ros.evaluation import baselines, metrics
+from loftr_ros.evaluation import baselines, metrics, pose_metrics
 from loftr_ros.evaluation.datasets import HomographyPair
+from loftr_ros.evaluation.pose_datasets import PosePair
 
 METHOD_NAMES = ("model", "seed", "seed-torch", "sift", "orb")
 DEFAULT_METHODS = ("model", "seed", "sift", "orb")
@@ -132,7 +138,28 @@ def build_method(name: str, backend: str = "onnxruntime", weights: Optional[str]
 SETTLE_S = 0.05
 
 
-def evaluate(methods: Sequence[Method], pairs: Iterable[HomographyPair],
+def score_pair(pair: Union[HomographyPair, PosePair], keypoints0: np.ndarray,
+               keypoints1: np.ndarray, latency_ms: float, estimators: Sequence[str],
+               inference_ms: float = float("nan")
+               ) -> Union[metrics.PairResult, pose_metrics.PosePairResult]:
+    """Score one method's matches on one pair by the protocol of the pair's kind."""
+    if isinstance(pair, PosePair):
+        return pose_metrics.evaluate_pose_pair(
+            keypoints0, keypoints1, pair.intrinsics0, pair.intrinsics1, pair.rotation,
+            pair.translation, latency_ms, estimators, inference_ms)
+    height, width = pair.image0.shape[:2]
+    return metrics.evaluate_pair(keypoints0, keypoints1, pair.H_0to1, width, height, latency_ms,
+                                 estimators, inference_ms)
+
+
+def summarize(results: Sequence[Any]) -> Dict[str, float]:
+    """The summary of one method's pair results (homography or pose, by their type)."""
+    if results and isinstance(results[0], pose_metrics.PosePairResult):
+        return pose_metrics.summarize_poses(results)
+    return metrics.summarize(results)
+
+
+def evaluate(methods: Sequence[Method], pairs: Iterable[Union[HomographyPair, PosePair]],
              max_pairs: Optional[int] = None, progress: Optional[Callable] = None,
              warmup: bool = True,
              estimators: Sequence[str] = (metrics.DEFAULT_ESTIMATOR,),
@@ -141,20 +168,21 @@ def evaluate(methods: Sequence[Method], pairs: Iterable[HomographyPair],
 
     ``settle_s``: pause before each timed call (see ``SETTLE_S``).
 
-    ``estimators``: homography estimators to score each method's matches with (the first is the
-    primary one; see :func:`loftr_ros.evaluation.metrics.evaluate_pair`).
+    ``estimators``: robust estimators (homography or essential matrix, by the pair's kind) to
+    score each method's matches with; the first is the primary one (see
+    :func:`loftr_ros.evaluation.metrics.evaluate_pair`,
+    :func:`loftr_ros.evaluation.pose_metrics.evaluate_pose_pair`).
 
     ``progress`` wraps the pair iterator (e.g. ``functools.partial(tqdm, total=n)``).
     """
     reports = [MethodReport(m.name, m.description) for m in methods]
-    results: List[List[metrics.PairResult]] = [[] for _ in methods]
+    results: List[List[Any]] = [[] for _ in methods]
     iterator = iter(pairs)
     if progress is not None:
         iterator = progress(iterator)
     for index, pair in enumerate(iterator):
         if max_pairs is not None and index >= max_pairs:
             break
-        height, width = pair.image0.shape[:2]
         for method, report, method_results in zip(methods, reports, results):
             if warmup and index == 0:
                 method.match(pair.image0, pair.image1)
@@ -163,21 +191,29 @@ def evaluate(methods: Sequence[Method], pairs: Iterable[HomographyPair],
             matches = method.match(pair.image0, pair.image1)
             latency_ms = 1e3 * (time.perf_counter() - start)
             inference_ms = getattr(matches, "timings", {}).get("inference", float("nan"))
-            result = metrics.evaluate_pair(matches.keypoints0, matches.keypoints1, pair.H_0to1,
-                                           width, height, latency_ms, estimators, inference_ms)
+            result = score_pair(pair, matches.keypoints0, matches.keypoints1, latency_ms,
+                                estimators, inference_ms)
             method_results.append(result)
             report.pairs.append({"pair": pair.name, **asdict(result)})
     for report, method_results in zip(reports, results):
-        report.summary = metrics.summarize(method_results)
+        report.summary = summarize(method_results)
     return reports
+
+
+def is_pose_report(report: MethodReport) -> bool:
+    """Whether a report holds pose results (else homography results)."""
+    return "pose auc@5" in report.summary
 
 
 def markdown_table(reports: Sequence[MethodReport]) -> str:
     """The results as a markdown table (AUC and precision in percent).
 
     The AUC columns are the primary estimator's (RANSAC unless chosen otherwise); further
-    estimators in the summaries get their own AUC columns, labelled with their name.
+    estimators in the summaries get their own AUC columns, labelled with their name. Pose reports
+    get :func:`pose_markdown_table`.
     """
+    if reports and is_pose_report(reports[0]):
+        return pose_markdown_table(reports)
     others = [name for name in metrics.ESTIMATORS
               if reports and f"{name} auc@5" in reports[0].summary]
     header = "| method | AUC@3px | AUC@5px | AUC@10px |"
@@ -196,6 +232,33 @@ def markdown_table(reports: Sequence[MethodReport]) -> str:
                     f"{s[f'{name} auc@10']:.1f} |")
         lines.append(
             row + f" {s['mean_matches']:.0f} | {s['precision@3px']:.1f} | "
+            f"{s['failures']}/{s['pairs']} | {s['median_latency_ms']:.1f} | "
+            f"{_milliseconds(s.get('median_inference_ms', float('nan')))} |")
+    return "\n".join(lines)
+
+
+def pose_markdown_table(reports: Sequence[MethodReport]) -> str:
+    """Pose results as a markdown table: pose AUC@5/10/20 degrees per estimator, mean matches,
+    epipolar precision (percent), failures and latency."""
+    others = [name for name in metrics.ESTIMATORS
+              if reports and f"{name} pose auc@5" in reports[0].summary]
+    header = "| method | AUC@5° | AUC@10° | AUC@20° |"
+    align = "|---|---:|---:|---:|"
+    for name in others:
+        label = metrics.ESTIMATOR_LABELS.get(name, name)
+        header += f" {label} AUC@5° | {label} AUC@10° | {label} AUC@20° |"
+        align += "---:|---:|---:|"
+    lines = [header + " matches | epipolar precision | failures | median ms | inference ms |",
+             align + "---:|---:|---:|---:|---:|"]
+    for report in reports:
+        s = report.summary
+        row = (f"| {report.name} | {s['pose auc@5']:.1f} | {s['pose auc@10']:.1f} | "
+               f"{s['pose auc@20']:.1f} |")
+        for name in others:
+            row += (f" {s[f'{name} pose auc@5']:.1f} | {s[f'{name} pose auc@10']:.1f} | "
+                    f"{s[f'{name} pose auc@20']:.1f} |")
+        lines.append(
+            row + f" {s['mean_matches']:.0f} | {s['epipolar_precision']:.1f} | "
             f"{s['failures']}/{s['pairs']} | {s['median_latency_ms']:.1f} | "
             f"{_milliseconds(s.get('median_inference_ms', float('nan')))} |")
     return "\n".join(lines)

@@ -313,8 +313,9 @@ def test_unknown_or_unavailable_methods(monkeypatch, tmp_path):
 
 def test_loftr_eval_cli_with_baselines(tmp_path, capsys):
     folder = _heldout_folder(tmp_path)
-    code = evaluate.main(["--synthetic", str(folder), "--pairs-per-image", "1", "--methods",
-                          "sift,orb", "--json", str(tmp_path / "eval.json"), "--no-progress"])
+    code = evaluate.main(["--sets", "synthetic", "--synthetic", str(folder), "--pairs-per-image",
+                          "1", "--methods", "sift,orb", "--json", str(tmp_path / "eval.json"),
+                          "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0
     assert "## synthetic: 2 pairs" in out and "| sift |" in out and "| orb |" in out
