@@ -19,7 +19,8 @@ from conftest import REPO_ROOT as REPO
 from loftr_ros.ros import interface as api
 
 LAUNCH_FILE = os.path.join(REPO, "launch", "matcher.launch.py")
-REQUIRED_ARGUMENTS = {"camera_topic", "params_file", "namespace", "use_player", "player_path"}
+REQUIRED_ARGUMENTS = {"camera_topic", "params_file", "namespace", "use_player", "player_path",
+                      "fastdds_profile"}
 
 
 def launch_tree():
@@ -107,6 +108,35 @@ def test_launch_starts_the_package_executables():
     assert set(remaps) == {api.IMAGE_TOPIC}
 
 
+def test_launch_output_has_no_tty_emulation():
+    """emulate_tty=True puts ANSI colour codes into redirected and logged output."""
+    for call in calls(launch_tree(), "Node"):
+        value = keyword(call, "emulate_tty")
+        assert value is None or (isinstance(value, ast.Constant) and value.value is False)
+
+
+def test_launch_gives_every_node_the_fast_dds_profile():
+    """Stock Fast DDS loses many 640x480 bgr8 frames (benchmarks/bench_transport.py): every node
+    the launch file starts gets the package's profile, which is installed and parses."""
+    tree = launch_tree()
+    for call in calls(tree, "Node"):
+        assert keyword(call, "additional_env") is not None, ast.dump(call)
+    source = open(LAUNCH_FILE, encoding="utf-8").read()
+    assert "FASTDDS_DEFAULT_PROFILES_FILE" in source
+    (profile,) = set(re.findall(r'"([\w.-]+\.xml)"', source))
+    root = ET.parse(os.path.join(REPO, "config", profile)).getroot()
+    namespace = {"dds": "http://www.eprosima.com"}
+    segments = [int(e.text) for e in root.iter("{http://www.eprosima.com}segment_size")]
+    assert segments and min(segments) >= 4 * 640 * 480 * 3, "room for several bgr8 frames"
+    default = [p for p in root.iterfind(".//dds:participant", namespace)
+               if p.get("is_default_profile") == "true"]
+    assert default, "a default participant profile, so FASTDDS_DEFAULT_PROFILES_FILE applies it"
+    assert not list(root.iter("{http://www.eprosima.com}interfaceWhiteList")), \
+        "launch's profile keeps every interface (other machines reach the nodes)"
+    installed = dict(setup_kwargs()["data_files"])[os.path.join("share", "loftr_ros", "config")]
+    assert f"config/{profile}" in installed
+
+
 def test_launch_config_files_exist_and_are_installed():
     source = open(LAUNCH_FILE, encoding="utf-8").read()
     named = set(re.findall(r'"([\w.-]+\.yaml)"', source))
@@ -136,7 +166,8 @@ def test_package_xml():
     assert {"rclpy", "sensor_msgs", "std_msgs", "std_srvs", "diagnostic_msgs", "python3-numpy",
             "python3-opencv", "cv_bridge", "launch", "launch_ros"} <= depends
     # every ROS message package the node imports is declared
-    node_source = open(os.path.join(REPO, "loftr_ros", "node.py"), encoding="utf-8").read()
+    node_source = open(os.path.join(REPO, "loftr_ros", "ros", "node.py"),
+                       encoding="utf-8").read()
     for package in set(re.findall(r"^from (\w+_(?:msgs|srvs|interfaces))\.", node_source, re.M)):
         assert package in depends, package
 
