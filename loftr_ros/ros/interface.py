@@ -114,8 +114,10 @@ TOPICS: Tuple[TopicSpec, ...] = (
               "translation has unit length (two views do not fix the scale); none without "
               "valid camera_info or with fewer than `min_inliers` inliers"),
     TopicSpec(PUB, DEBUG_IMAGE_TOPIC, "sensor_msgs/msg/Image", QOS_RELIABLE,
-              "bgr8, reference | current side by side, match lines coloured by score, overlay "
-              "with count, FPS, latency, backend; a frame whose longer side exceeds "
+              "bgr8, reference | current side by side; every match a dot, at most "
+              "`debug_max_lines` of them joined by lines spread over the frame, coloured by "
+              "score (outliers of the estimate apart), a legend; overlay with count, FPS, "
+              "latency, backend; a frame whose longer side exceeds "
               f"{DEBUG_IMAGE_MAX_SIDE} px is shrunk to it; drawn only while someone subscribes"),
     TopicSpec(PUB, REFERENCE_IMAGE_TOPIC, "sensor_msgs/msg/Image", QOS_LATCHED,
               "the current reference frame as received (latched: late subscribers get it)"),
@@ -302,6 +304,10 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
     ParameterSpec("publish_debug_image", BOOL, True,
                   "draw and publish ~/debug_image (only while it has subscribers)",
                   read_only=False, dynamic=True),
+    ParameterSpec("debug_max_lines", INTEGER, 150,
+                  "~/debug_image: join at most this many matches by a line, chosen spread over "
+                  "the reference frame (every match is a dot either way); 0 = dots only",
+                  range=(0, 5000, 0), read_only=False, dynamic=True),
     ParameterSpec("diagnostics_period", DOUBLE, 1.0,
                   "seconds between /diagnostics messages", range=(0.1, 60.0, 0.0)),
 )

@@ -541,9 +541,12 @@ class MatcherNode(Node):
         if geometry is not None and geometry.homography is not None:
             height, width = reference.image.shape[:2]
             image = draw_reference_outline(image, (width, height), geometry.homography)
+        estimated = geometry is not None and self._params["estimate"] != api.ESTIMATE_NONE
         canvas = draw_matches(reference.image, image, result.keypoints0, result.keypoints1,
                               result.scores, text_lines=lines,
-                              max_side=api.DEBUG_IMAGE_MAX_SIDE)
+                              max_lines=self._params["debug_max_lines"],
+                              max_side=api.DEBUG_IMAGE_MAX_SIDE,
+                              inliers=geometry.inliers if estimated else None)
         self.debug_pub.publish(array_to_image_msg(canvas, "bgr8", header=msg.header))
         self.debug_images += 1
 
