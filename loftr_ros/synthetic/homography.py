@@ -12,6 +12,8 @@ from typing import Tuple
 import cv2
 import numpy as np
 
+from loftr_ros.synthetic.pairs import CorrespondencePair, inside
+
 
 @dataclass(frozen=True)
 class HomographyParams:
@@ -107,6 +109,36 @@ def make_pair(rng: np.random.Generator, source: np.ndarray, width: int, height: 
         image1 = photometric(rng, image1, appearance)
     homography = view0_to_view1 / view0_to_view1[2, 2]
     return image0, image1, homography
+
+
+def homography_field(homography: np.ndarray, width: int, height: int) -> np.ndarray:
+    """float32 [H,W,2]: ``homography`` applied to every pixel centre of a width x height image;
+    NaN where the pixel maps behind the view (non-positive homogeneous scale)."""
+    cols, rows = np.meshgrid(np.arange(width, dtype=np.float64),
+                             np.arange(height, dtype=np.float64))
+    points = np.stack([cols.ravel(), rows.ravel()], axis=1)
+    warped = warp_points(homography, points)
+    scale = points @ homography[2, :2] + homography[2, 2]
+    warped[~(scale > 0)] = np.nan
+    return warped.reshape(height, width, 2).astype(np.float32)
+
+
+def homography_pair(rng: np.random.Generator, source: np.ndarray, width: int, height: int,
+                    geometry: HomographyParams = HomographyParams(),
+                    appearance: PhotometricParams = PhotometricParams(),
+                    apply_photometric: bool = True) -> CorrespondencePair:
+    """:func:`make_pair` (same random draws, same images) as a :class:`CorrespondencePair` whose
+    fields are the homography and its inverse; a pixel is valid where it lands inside the other
+    view."""
+    image0, image1, homography = make_pair(rng, source, width, height, geometry, appearance,
+                                           apply_photometric)
+    field0to1 = homography_field(homography, width, height)
+    field1to0 = homography_field(np.linalg.inv(homography), width, height)
+    return CorrespondencePair(
+        image0=image0, image1=image1,
+        field0to1=field0to1, valid0=inside(field0to1, width, height),
+        field1to0=field1to0, valid1=inside(field1to0, width, height),
+        homography=homography)
 
 
 def warp_points(homography: np.ndarray, points: np.ndarray) -> np.ndarray:
