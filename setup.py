@@ -28,7 +28,6 @@ setup(
     maintainer_email="loftr-ros@example.com",
     description="Coarse LoFTR image matching for ROS 2 (TensorRT on Jetson, onnxruntime, torch).",
     license="Apache-2.0",
-    tests_require=["pytest"],
     python_requires=">=3.8",
     entry_points={
         "console_scripts": [
