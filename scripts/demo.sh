@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The main job on a machine without a camera or a ROS install: image_player publishes the
-# bundled frames (a photo seen by a moving virtual camera), the matcher node matches each one
-# against the reference, and the demo prints a per-frame summary and a final line with
-# matches/FPS/latency. Debug images land in demo_out/.
+# The main job on a machine without a camera or a ROS install: image_player publishes rendered
+# frames (a camera flying through a 3D room; --scene planar: a photo under a moving homography),
+# the matcher node matches each one against the reference, and the demo prints a per-frame
+# summary and a final line with matches/FPS/latency and the median error against the true
+# correspondences. Debug images land in demo_out/.
 #
 #   ./scripts/demo.sh                  as above
 #   ./scripts/demo.sh --backend torch  extra arguments go to `python -m loftr_ros.ros.demo`

@@ -1,14 +1,14 @@
-"""The main job on a machine without a camera: player + matcher node on bundled frames.
+"""The main job on a machine without a camera: player + matcher node on rendered frames.
 
-Renders frames of the bundled CC0 photo seen by a moving virtual camera
-(:mod:`loftr_ros.synthetic.virtual_camera`), starts ``image_player`` and ``matcher_node`` as their
-own processes (as ``ros2 launch`` would), calls ``~/set_reference`` once the node has a frame, and
-listens to ``~/matches`` and ``~/debug_image``. Prints one line per matched frame (matches, error
-against the known homography, latency, FPS), writes the debug images to ``--out`` and ends with
-one summary line.
+Renders the frames of a camera flying through a 3D room (:mod:`loftr_ros.ros.demo_scenes`;
+``--scene planar``: the bundled CC0 photo under a moving homography), starts ``image_player`` and
+``matcher_node`` as their own processes (as ``ros2 launch`` would), calls ``~/set_reference``
+once the node has a frame, and listens to ``~/matches`` and ``~/debug_image``. Prints one line per
+matched frame (matches, median error against the true correspondences, latency, FPS), writes the
+debug images to ``--out`` and ends with one summary line.
 
     python -m loftr_ros.ros.demo --out demo_out
-    python -m loftr_ros.ros.demo --backend torch --frames 120 --rate 15
+    python -m loftr_ros.ros.demo --scene planar --backend torch --frames 120 --rate 15
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import numpy as np
 
 from loftr_ros.cli import size_argument
 from loftr_ros.ros import interface as api
-from loftr_ros.synthetic.virtual_camera import relative_homography, transfer_error, write_sequence
+from loftr_ros.ros.demo_scenes import SCENES, make_scene, write_frames
 
 NAMESPACE = "/loftr_demo"
 CAMERA_TOPIC = f"{NAMESPACE}/camera/image"
@@ -37,16 +37,22 @@ REPO_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m loftr_ros.ros.demo",
-        description="Run image_player + loftr_matcher on frames rendered from the bundled photo "
-                    "with a moving virtual camera; print per-frame results, save debug images.")
+        description="Run image_player + loftr_matcher on frames of a camera flying through a "
+                    "rendered 3D room (or a photo under a moving homography); print per-frame "
+                    "results, save debug images.")
     parser.add_argument("--out", default="demo_out",
                         help="folder for the debug images and the node's log (demo_out)")
     parser.add_argument("--frames", type=int, default=60, help="frames to play (60)")
     parser.add_argument("--rate", type=float, default=10.0, help="frames per second (10)")
     parser.add_argument("--size", type=size_argument, default=(640, 480),
                         help="frame size WxH (640x480)")
+    parser.add_argument("--scene", choices=SCENES, default="room",
+                        help="room: a camera flying through a rendered 3D room; planar: the "
+                             "bundled photo under a moving homography (room)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the room (0)")
     parser.add_argument("--step", type=float, default=1.5,
-                        help="virtual camera speed: path time per frame (1.5; 120 = one cycle)")
+                        help="camera speed: path time per frame (1.5; planar: 120 = one cycle, "
+                             "room: 720 = one loop through the room)")
     parser.add_argument("--encoding", choices=("bgr8", "mono8"), default="bgr8",
                         help="encoding the player publishes (bgr8)")
     parser.add_argument("--params-file", default=None,
@@ -158,7 +164,7 @@ def _tail(path: str, lines: int = 5) -> str:
 class DemoClient:
     """The demo's own ROS node: watches frames, matches, debug images; prints the summary."""
 
-    def __init__(self, args: argparse.Namespace, homographies: List[np.ndarray]) -> None:
+    def __init__(self, args: argparse.Namespace, scene) -> None:
         import rclpy
         import rclpy.executors
         from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -166,7 +172,7 @@ class DemoClient:
         from std_srvs.srv import Trigger
 
         self.args = args
-        self.homographies = homographies
+        self.scene = scene
         self.context = rclpy.Context()
         rclpy.init(context=self.context, args=[])
         self.node = rclpy.create_node("loftr_demo_client", context=self.context)
@@ -211,8 +217,8 @@ class DemoClient:
         ref_index = self.frame_index.get(matches.ref_stamp) if matches.ref_stamp else None
         error = float("nan")
         if index is not None and ref_index is not None and len(matches.scores):
-            truth = relative_homography(self.homographies[ref_index], self.homographies[index])
-            error = float(np.median(transfer_error(truth, matches.ref, matches.cur)))
+            errors = self.scene.errors(ref_index, index, matches.ref, matches.cur)
+            error = float(np.median(errors)) if len(errors) else float("nan")
         row = dict(frame=index, ref=ref_index, matches=len(matches.scores), error=error,
                    latency=latency, fps=self._fps, arrival=now)
         self.rows.append(row)
@@ -286,14 +292,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     node = player = None
     client = None
     with tempfile.TemporaryDirectory(prefix="loftr_demo_frames_") as folder:
-        homographies = write_sequence(folder, args.frames, args.size, args.step)
-        print(f"demo: {args.frames} frames {args.size[0]}x{args.size[1]} rendered; starting "
-              f"matcher_node (log: {node_log_path})", flush=True)
+        scene = make_scene(args.scene, args.frames, args.size, args.step, args.seed)
+        write_frames(scene.frames, folder)
+        print(f"demo: {args.frames} frames {args.size[0]}x{args.size[1]} of the {args.scene} "
+              f"scene rendered; starting matcher_node (log: {node_log_path})", flush=True)
         try:
             with open(node_log_path, "w") as node_log:
                 node = subprocess.Popen(node_command(args), stdout=node_log,
                                         stderr=subprocess.STDOUT)
-            client = DemoClient(args, homographies)
+            client = DemoClient(args, scene)
             deadline = time.monotonic() + args.startup_timeout
             while not client.reference_client.service_is_ready():
                 if node.poll() is not None:
