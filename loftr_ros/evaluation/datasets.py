@@ -24,7 +24,7 @@ from typing import Iterator, List, Optional, Tuple
 import cv2
 import numpy as np
 
-from loftr_ros.image_files import IMAGE_EXTENSIONS
+from loftr_ros.image_files import IMAGE_EXTENSIONS, image_files
 from loftr_ros.synthetic.homography import make_pair
 
 HPATCHES_SHORT_SIDE = 480
@@ -115,20 +115,26 @@ class HPatchesPairs:
             yield HomographyPair(f"{sequence.name}/1-{k}", image0, image1, H / H[2, 2])
 
 
+def held_out_images(folder: Path) -> List[Path]:
+    """The image files directly inside ``folder``, sorted by name; DatasetError when the folder
+    is missing or holds none."""
+    if not Path(folder).is_dir():
+        raise DatasetError(
+            f"held-out image folder {folder} does not exist (make it with "
+            "./scripts/get_training_data.sh, or pass a folder of your own photos)")
+    images = [Path(path) for path in image_files(str(folder))]
+    if not images:
+        raise DatasetError(f"no images in {folder}")
+    return images
+
+
 class SyntheticPairs:
     """``pairs_per_image`` random homography pairs of every image in ``folder`` (sorted)."""
 
     def __init__(self, folder: Path, pairs_per_image: int = 5, seed: int = 0,
                  size: Tuple[int, int] = SYNTHETIC_SIZE) -> None:
         self.folder = Path(folder)
-        if not self.folder.is_dir():
-            raise DatasetError(
-                f"held-out image folder {self.folder} does not exist (make it with "
-                "./scripts/get_training_data.sh, or pass a folder of your own photos)")
-        self.images = sorted(p for p in self.folder.iterdir()
-                             if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-        if not self.images:
-            raise DatasetError(f"no images in {self.folder}")
+        self.images = held_out_images(self.folder)
         if pairs_per_image < 1:
             raise ValueError("pairs_per_image must be >= 1")
         self.pairs_per_image = pairs_per_image

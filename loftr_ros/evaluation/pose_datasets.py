@@ -20,7 +20,7 @@ from typing import Iterator, List, Optional, Tuple
 import cv2
 import numpy as np
 
-from loftr_ros.evaluation.datasets import IMAGE_EXTENSIONS, DatasetError
+from loftr_ros.evaluation.datasets import DatasetError, held_out_images
 
 SCENE_SIZE = (640, 480)
 
@@ -68,14 +68,7 @@ class ScenePairs:
     def __init__(self, folder: Path, count: int = 40, seed: int = 0,
                  size: Tuple[int, int] = SCENE_SIZE) -> None:
         self.folder = Path(folder)
-        if not self.folder.is_dir():
-            raise DatasetError(
-                f"held-out image folder {self.folder} does not exist (make it with "
-                "./scripts/get_training_data.sh, or pass a folder of your own photos)")
-        self.paths = sorted(p for p in self.folder.iterdir()
-                            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-        if not self.paths:
-            raise DatasetError(f"no images in {self.folder}")
+        self.paths = held_out_images(self.folder)
         if count < 1:
             raise ValueError("count must be >= 1")
         self.count = count
