@@ -62,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scenes3d", type=Path, metavar="DIR",
                         help="folder of held-out photos that texture the 3D scenes (default: the "
                              f"--synthetic folder, else {DEFAULT_SYNTHETIC})")
-    parser.add_argument("--scene-pairs", type=int, default=40,
-                        help="rendered 3D-scene pairs (40)")
+    parser.add_argument("--scene-pairs", type=int, default=50,
+                        help="rendered 3D-scene pairs (50)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the synthetic and 3D-scene pairs (0)")
     parser.add_argument("--castle", type=Path, metavar="DIR",

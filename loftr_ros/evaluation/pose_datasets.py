@@ -65,7 +65,7 @@ class ScenePairs:
     Raises DatasetError when the folder is missing or has no image.
     """
 
-    def __init__(self, folder: Path, count: int = 40, seed: int = 0,
+    def __init__(self, folder: Path, count: int = 50, seed: int = 0,
                  size: Tuple[int, int] = SCENE_SIZE) -> None:
         self.folder = Path(folder)
         self.paths = held_out_images(self.folder)
