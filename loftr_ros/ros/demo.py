@@ -9,6 +9,7 @@ debug images to ``--out`` and ends with one summary line.
 
     python -m loftr_ros.ros.demo --out demo_out
     python -m loftr_ros.ros.demo --scene planar --backend torch --frames 120 --rate 15
+    python -m loftr_ros.ros.demo --save-frames ~/loftr_frames   # only write the frames
 """
 from __future__ import annotations
 
@@ -68,6 +69,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--startup-timeout", type=float, default=120.0,
                         help="seconds to wait for the node to load its model (120)")
     parser.add_argument("--quiet", action="store_true", help="only the final line")
+    parser.add_argument("--save-frames", metavar="DIR", default=None,
+                        help="only write the scene's frames (frame_0000.png, ...) to DIR and "
+                             "exit, e.g. for `ros2 launch loftr_ros matcher.launch.py "
+                             "use_player:=true player_path:=DIR`; needs no ROS")
     args = parser.parse_args(argv)
     if args.frames < 2:
         parser.error("--frames must be at least 2")
@@ -277,9 +282,30 @@ def summarise(rows: List[dict], frames_sent: int, debug_saved: int, out: str) ->
             f"{debug_saved} debug images in {out}")
 
 
+def save_frames(args: argparse.Namespace) -> int:
+    """Render the scene's frames into ``args.save_frames`` (a folder for image_player)."""
+    scene = make_scene(args.scene, args.frames, args.size, args.step, args.seed)
+    try:
+        write_frames(scene.frames, args.save_frames)
+    except OSError as exc:
+        print(f"demo: cannot write the frames to {args.save_frames}: {exc}", file=sys.stderr)
+        return 2
+    written = len([name for name in os.listdir(args.save_frames) if name.startswith("frame_")])
+    if written < args.frames:
+        print(f"demo: only {written} of {args.frames} frames could be written to "
+              f"{args.save_frames}", file=sys.stderr)
+        return 2
+    print(f"demo: {args.frames} frames {args.size[0]}x{args.size[1]} of the {args.scene} scene "
+          f"written to {args.save_frames}")
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    """Run the demo; 0 when matches arrived, 1 when none did, 2 when the node could not start."""
+    """Run the demo; 0 when matches arrived, 1 when none did, 2 when the node could not start.
+    With ``--save-frames``, only write the frames: 0 when written, 2 when they cannot be."""
     args = parse_args(argv)
+    if args.save_frames:
+        return save_frames(args)
     os.makedirs(args.out, exist_ok=True)
     configure_environment()
     try:
