@@ -669,7 +669,7 @@ def main(args: Optional[List[str]] = None) -> int:
     """Entry point of ``matcher_node``. Exit 0 on Ctrl-C / SIGTERM, 2 when a parameter value
     stops the start-up. A model that cannot be loaded does not: the node then runs without one
     (``MatcherNode.model_error``)."""
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     from loftr_ros.ros.signals import ignore_stop_signals
 
@@ -680,6 +680,9 @@ def main(args: Optional[List[str]] = None) -> int:
         return 2
     node = None
     try:
+        # made before the model loads: a Ctrl-C during an executor's construction leaves a
+        # half-built executor whose __del__ prints a traceback
+        executor = SingleThreadedExecutor()
         try:
             node = MatcherNode()
         except Exception as exc:
@@ -688,7 +691,7 @@ def main(args: Optional[List[str]] = None) -> int:
                 raise
             print(f"[{api.NODE_NAME}] cannot start: {problem}", file=sys.stderr, flush=True)
             return 2
-        rclpy.spin(node)
+        rclpy.spin(node, executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         ignore_stop_signals()
     finally:
