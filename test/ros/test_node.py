@@ -211,6 +211,13 @@ def test_debug_image_only_with_a_subscriber(client, node, frames):
     assert image.encoding == "bgr8"
     assert (image.width, image.height) == (2 * FRAME_SIZE[0], FRAME_SIZE[1])
     assert image.header.stamp.sec == STAMP_BASE + 61
+    # debug_max_lines is live: dots only, then back to the default; out of range is refused
+    assert set_parameters(client, debug_max_lines=0) == [True]
+    assert set_parameters(client, debug_max_lines=6000) == [False]
+    send_and_wait(client, node, frame_msg(images[9], 62))
+    assert wait_for(lambda: debug.last() is not None
+                    and debug.last().header.stamp.sec == STAMP_BASE + 62, 10.0, process=node)
+    assert set_parameters(client, debug_max_lines=150) == [True]
     client.node.destroy_subscription(debug.subscription)
 
 
