@@ -33,7 +33,8 @@ from link_data_files import read_setup_kwargs  # noqa: E402
 #: here only after checking it there: an unknown key makes `rosdep install` fail for every user.
 KNOWN_ROS_PACKAGES = {
     "ament_copyright", "ament_flake8", "ament_index_python", "ament_pep257", "builtin_interfaces",
-    "cv_bridge", "diagnostic_msgs", "diagnostic_updater", "image_transport", "launch",
+    "cv_bridge", "diagnostic_msgs", "diagnostic_updater", "geometry_msgs", "image_transport",
+    "launch",
     "launch_ros", "rcl_interfaces", "rclpy", "ros2launch", "rosidl_runtime_py", "rqt_image_view",
     "sensor_msgs", "sensor_msgs_py", "std_msgs", "std_srvs",
 }
@@ -53,6 +54,7 @@ IMPORT_KEYS = {
     "std_msgs": "std_msgs",
     "std_srvs": "std_srvs",
     "diagnostic_msgs": "diagnostic_msgs",
+    "geometry_msgs": "geometry_msgs",
     "builtin_interfaces": "builtin_interfaces",
     "ament_index_python": "ament_index_python",
     "launch": "launch",
