@@ -1,4 +1,5 @@
-"""``loftr-train``: self-supervised homography training (optionally distilled from a teacher).
+"""``loftr-train``: self-supervised training on planar and 3D-scene pairs of photos (optionally
+distilled from a teacher).
 
 Examples::
 
@@ -6,6 +7,7 @@ Examples::
     torchrun --nproc_per_node 2 -m loftr_ros.cli.train --data data/train --out runs/ddp
     loftr-train --data data/train --data ~/robot_images --init-weights loftr_ros/weights/lite.pt \\
         --out runs/finetune --epochs 1          # fine-tune the default model on your environment
+    loftr-train --data data/train --scene-mix 0.7 --out runs/mix   # 70% 3D-scene pairs
 """
 from __future__ import annotations
 
@@ -38,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--teacher", help="teacher checkpoint for distillation (any format)")
     parser.add_argument("--teacher-preset", help="preset of a teacher without embedded config")
     parser.add_argument("--distill-weight", type=float, default=0.5)
+    parser.add_argument("--scene-mix", type=float, default=0.0,
+                        help="share of 3D-scene pairs (rooms textured with the photos, "
+                             "synthetic.scenes3d); the rest are planar homography pairs")
+    parser.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
+                        help="also write <out>/last.ckpt every STEPS steps (0: each epoch only)")
     parser.add_argument("--init-weights", help="start from these weights (fine-tuning)")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/last.ckpt")
     parser.add_argument("--seed", type=int, default=0)
@@ -66,7 +73,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         fine_ce_target=args.fine_ce_target, teacher=args.teacher,
         teacher_preset=args.teacher_preset,
         distill_weight=args.distill_weight, seed=args.seed, device=args.device,
-        workers=args.workers, val_pairs=args.val_pairs, init_weights=args.init_weights)
+        workers=args.workers, val_pairs=args.val_pairs, init_weights=args.init_weights,
+        scene_mix=args.scene_mix, checkpoint_every=args.checkpoint_every)
     try:
         trainer = Trainer(config)
     except (ValueError, KeyError, OSError) as exc:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from loftr_ros.synthetic.homography import warp_points
+from loftr_ros.synthetic.pairs import CorrespondencePair, inside
 
 
 @dataclass
@@ -62,4 +63,41 @@ def coarse_truth(homography: np.ndarray, width: int, height: int, stride: int) -
     mutual[valid] = back_index[match_j[valid]] == own_index[valid]
     match_j = np.where(mutual, match_j, -1)
     target = np.where(mutual[:, None], warped, np.nan).astype(np.float32)
+    return CoarseTruth(match_j=match_j, target_xy=target)
+
+
+def _cell_index(positions: np.ndarray, grid_w: int, grid_h: int, stride: int,
+                missing: int) -> np.ndarray:
+    """Row-major index of the cell each position [L,2] rounds to, ``missing`` if none."""
+    with np.errstate(invalid="ignore"):
+        cell = np.rint(positions.astype(np.float64) / stride)
+        ok = (np.all(np.isfinite(cell), axis=1) & (cell[:, 0] >= 0) & (cell[:, 0] < grid_w)
+              & (cell[:, 1] >= 0) & (cell[:, 1] < grid_h))
+    cell = np.where(ok[:, None], cell, 0).astype(np.int64)
+    return np.where(ok, cell[:, 1] * grid_w + cell[:, 0], missing)
+
+
+def field_truth(pair: CorrespondencePair, stride: int) -> CoarseTruth:
+    """Mutual nearest-cell ground truth from a pair's correspondence fields.
+
+    A cell centre counts only where the field is finite and the point is not hidden in the other
+    view: ``valid`` is required where the point lands inside the other image; a point that lands
+    just outside still rounds to a border cell, exactly as :func:`coarse_truth` does.
+    """
+    width, height = pair.size
+    grid_w, grid_h = width // stride, height // stride
+    centres = grid_centres(grid_w, grid_h, stride).astype(np.int64)
+    cols, rows = centres[:, 0], centres[:, 1]
+    forward = pair.field0to1[rows, cols]
+    seen0 = pair.valid0[rows, cols] | ~inside(forward, width, height)
+    match_j = np.where(seen0, _cell_index(forward, grid_w, grid_h, stride, -1), -1)
+    backward = pair.field1to0[rows, cols]
+    seen1 = pair.valid1[rows, cols] | ~inside(backward, width, height)
+    back_index = np.where(seen1, _cell_index(backward, grid_w, grid_h, stride, -2), -2)
+    own_index = np.arange(len(centres))
+    mutual = np.zeros(len(centres), dtype=bool)
+    valid = match_j >= 0
+    mutual[valid] = back_index[match_j[valid]] == own_index[valid]
+    match_j = np.where(mutual, match_j, -1)
+    target = np.where(mutual[:, None], forward, np.nan).astype(np.float32)
     return CoarseTruth(match_j=match_j, target_xy=target)

@@ -1,9 +1,12 @@
-"""Self-supervised homography training of a coarse LoFTR model (+ fine stage), torch.
+"""Self-supervised training of a coarse LoFTR model (+ fine stage), torch.
 
-One pair = a random view of a photo and a homography-warped, photometrically changed second view
-(``homography.make_pair``); ground truth from ``supervision.coarse_truth``. Runs on CPU or CUDA, in
-one process or under ``torchrun`` (DistributedDataParallel; gloo on CPU, nccl on CUDA).
-Deterministic for a given seed and world size.
+One pair = two views with a dense ground-truth correspondence (``synthetic.pairs``): a random
+view of a photo and a homography-warped, photometrically changed second view
+(``homography.homography_pair``), or, for a share ``scene_mix`` of the pairs, two cameras in a
+rendered 3D room textured with the photos (``scenes3d.render_pair``). Ground truth from
+``supervision.field_truth``. Runs on CPU or CUDA, in one process or under ``torchrun``
+(DistributedDataParallel; gloo on CPU, nccl on CUDA). Deterministic for a given seed and world
+size.
 """
 from __future__ import annotations
 
@@ -24,19 +27,25 @@ from loftr_ros.image_files import image_files
 from loftr_ros.model.checkpoint import load_model, save_model
 from loftr_ros.model.network import CoarseLoFTR, build_model
 from loftr_ros.model.presets import ModelConfig, get_preset
-from loftr_ros.synthetic.homography import HomographyParams, make_pair, warp_points
+from loftr_ros.synthetic.homography import HomographyParams, homography_pair
+from loftr_ros.synthetic.pairs import CorrespondencePair, inside
+from loftr_ros.synthetic.scenes3d import SceneParams, render_pair
 from loftr_ros.training.losses import (
     coarse_focal_loss,
     distillation_loss,
     fine_expectation,
     fine_loss,
 )
-from loftr_ros.training.supervision import coarse_truth
+from loftr_ros.training.supervision import field_truth
 
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run (saved with its checkpoints)."""
+    """Everything that defines a training run (saved with its checkpoints).
+
+    ``scene_mix`` is the share of 3D-scene pairs (the rest are planar homography pairs);
+    ``checkpoint_every`` > 0 also writes ``last.ckpt`` every that many steps (besides each epoch).
+    """
 
     data_dirs: List[str]
     out_dir: str
@@ -63,6 +72,8 @@ class TrainConfig:
     val_pairs: int = 16
     max_image_side: int = 1280
     init_weights: Optional[str] = None
+    scene_mix: float = 0.0
+    checkpoint_every: int = 0
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -85,36 +96,83 @@ def load_gray(path: str, max_side: int) -> np.ndarray:
     return image
 
 
-class HomographyPairs(Dataset):
-    """Deterministic random pairs: item k of epoch e depends only on (seed, e, k)."""
+class TrainingPairs(Dataset):
+    """Deterministic random pairs: item k of epoch e depends only on (seed, e, k).
+
+    A share ``scene_mix`` of the items are 3D-scene pairs rendered from all the photos, the rest
+    planar homography pairs of one photo each. ``with_fields`` adds the image-0 correspondence
+    field and its validity (for validation).
+    """
 
     def __init__(self, images: List[np.ndarray], width: int, height: int, stride: int,
                  length: int, seed: int, photometric: bool = True,
-                 geometry: HomographyParams = HomographyParams()) -> None:
+                 geometry: HomographyParams = HomographyParams(), scene_mix: float = 0.0,
+                 scene_params: SceneParams = SceneParams(), with_fields: bool = False) -> None:
         if not images:
             raise ValueError("no training images")
+        if not 0.0 <= scene_mix <= 1.0:
+            raise ValueError(f"scene_mix must be in [0, 1], got {scene_mix}")
         self.images = images
         self.width, self.height, self.stride = width, height, stride
         self.length, self.seed, self.epoch = length, seed, 0
         self.photometric = photometric
         self.geometry = geometry
+        self.scene_mix = scene_mix
+        self.scene_params = scene_params
+        self.with_fields = with_fields
 
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
+    def make_pair(self, index: int) -> CorrespondencePair:
+        """The item's pair, before conversion to tensors."""
         rng = np.random.default_rng([self.seed, self.epoch, index])
+        # Only draw the kind when there is a choice: planar-only runs keep their pair stream.
+        if self.scene_mix > 0 and rng.random() < self.scene_mix:
+            return render_pair(rng, self.images, self.width, self.height, self.scene_params)
         source = self.images[int(rng.integers(len(self.images)))]
-        image0, image1, homography = make_pair(rng, source, self.width, self.height, self.geometry,
-                                               apply_photometric=self.photometric)
-        truth = coarse_truth(homography, self.width, self.height, self.stride)
-        return {
-            "image0": torch.from_numpy(image0).float()[None] / 255.0,
-            "image1": torch.from_numpy(image1).float()[None] / 255.0,
+        return homography_pair(rng, source, self.width, self.height, self.geometry,
+                               apply_photometric=self.photometric)
+
+    def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
+        pair = self.make_pair(index)
+        truth = field_truth(pair, self.stride)
+        item = {
+            "image0": torch.from_numpy(pair.image0).float()[None] / 255.0,
+            "image1": torch.from_numpy(pair.image1).float()[None] / 255.0,
             "match_j": torch.from_numpy(truth.match_j),
             "target_xy": torch.from_numpy(np.nan_to_num(truth.target_xy, nan=-1.0)),
-            "homography": torch.from_numpy(homography),
+            "is_3d": torch.tensor(pair.homography is None),
         }
+        if self.with_fields:
+            item["field0to1"] = torch.from_numpy(pair.field0to1)
+            item["valid0"] = torch.from_numpy(pair.valid0)
+        return item
+
+
+class HomographyPairs(TrainingPairs):
+    """Planar pairs only (``scene_mix`` 0)."""
+
+    def __init__(self, images: List[np.ndarray], width: int, height: int, stride: int,
+                 length: int, seed: int, photometric: bool = True,
+                 geometry: HomographyParams = HomographyParams()) -> None:
+        super().__init__(images, width, height, stride, length, seed, photometric, geometry)
+
+
+def truth_errors(field0to1: np.ndarray, valid0: np.ndarray, keypoints0: np.ndarray,
+                 keypoints1: np.ndarray) -> np.ndarray:
+    """Pixel error of each match against the true field at the nearest image-0 pixel; inf where
+    that pixel is hidden in image 1 (a match there is wrong whatever its position)."""
+    height, width = valid0.shape
+    if len(keypoints0) == 0:
+        return np.zeros(0)
+    cols = np.clip(np.rint(keypoints0[:, 0]).astype(int), 0, width - 1)
+    rows = np.clip(np.rint(keypoints0[:, 1]).astype(int), 0, height - 1)
+    truth = field0to1[rows, cols].astype(np.float64)
+    hidden = ~valid0[rows, cols] & inside(truth, width, height)
+    errors = np.linalg.norm(truth - keypoints1, axis=1)
+    errors[hidden | ~np.isfinite(errors)] = np.inf
+    return errors
 
 
 def teacher_alignment(student: ModelConfig, teacher: ModelConfig, width: int, height: int
@@ -175,12 +233,13 @@ class Trainer:
         paths = list_images(config.data_dirs)
         images = [load_gray(path, config.max_image_side) for path in paths]
         self.num_images = len(images)
-        self.dataset = HomographyPairs(images, config.width, config.height,
-                                       self.model_config.coarse_stride, config.pairs_per_epoch,
-                                       config.seed)
-        self.val_dataset = HomographyPairs(images, config.width, config.height,
-                                           self.model_config.coarse_stride, config.val_pairs,
-                                           config.seed + 7919)
+        self.dataset = TrainingPairs(images, config.width, config.height,
+                                     self.model_config.coarse_stride, config.pairs_per_epoch,
+                                     config.seed, scene_mix=config.scene_mix)
+        self.val_dataset = TrainingPairs(images, config.width, config.height,
+                                         self.model_config.coarse_stride, config.val_pairs,
+                                         config.seed + 7919, scene_mix=config.scene_mix,
+                                         with_fields=True)
         self.steps_per_epoch = config.pairs_per_epoch // (config.batch_size * self.world_size)
         self.total_steps = self.steps_per_epoch * config.epochs
         self.epoch = 0
@@ -304,13 +363,13 @@ class Trainer:
     # -------------------------------------------------------------------------- validation
     @torch.no_grad()
     def validate(self) -> Dict[str, float]:
-        """Coarse MNN precision (exact cell) and fine pixel error on fixed validation pairs."""
+        """Coarse MNN precision (exact cell) and pixel error on fixed validation pairs, over all
+        pairs and, when the mix has both kinds, for the 3D and the planar pairs apart."""
         from loftr_ros.matching.postprocess import MatchingOptions, match_confidence  # numpy side
 
         self.module.eval()
-        fine_errors: List[float] = []
-        correct, total = 0, 0
         losses: List[float] = []
+        kinds: Dict[str, Dict[str, Any]] = {}
         for index in range(len(self.val_dataset)):
             item = self.val_dataset[index]
             batch = {key: value[None] for key, value in item.items()}
@@ -321,19 +380,29 @@ class Trainer:
                 MatchingOptions(threshold=self.model_config.match_threshold, border_margin=0),
                 fine_feat0=_maybe_numpy(outputs.get("fine_feat0")),
                 fine_feat1=_maybe_numpy(outputs.get("fine_feat1")))
-            truth = warp_points(item["homography"].numpy(), result.keypoints0)
-            errors = np.linalg.norm(truth - result.keypoints1, axis=1)
-            fine_errors.extend(errors.tolist())
+            errors = truth_errors(item["field0to1"].numpy(), item["valid0"].numpy(),
+                                  result.keypoints0, result.keypoints1)
             truth_j = item["match_j"].numpy()[result.indices0]
-            correct += int((truth_j == result.indices1).sum())
-            total += len(result.indices0)
+            for kind in ("all", "3d" if bool(item["is_3d"]) else "planar"):
+                tally = kinds.setdefault(kind, {"errors": [], "correct": 0, "total": 0,
+                                                "pairs": 0})
+                tally["errors"].extend(errors.tolist())
+                tally["correct"] += int((truth_j == result.indices1).sum())
+                tally["total"] += len(result.indices0)
+                tally["pairs"] += 1
         self.module.train()
-        errors_array = np.array(fine_errors) if fine_errors else np.array([np.inf])
-        return {"val_loss": float(np.mean(losses)),
-                "val_matches_per_pair": total / max(1, len(self.val_dataset)),
-                "val_coarse_precision": correct / max(1, total),
-                "val_median_error_px": float(np.median(errors_array)),
-                "val_precision_3px": float((errors_array < 3).mean())}
+        metrics = {"val_loss": float(np.mean(losses))}
+        for kind, tally in kinds.items():
+            if kind != "all" and len(kinds) < 3:
+                continue                       # one kind only: the overall numbers say it all
+            prefix = "val_" if kind == "all" else f"val_{kind}_"
+            errors_array = np.array(tally["errors"]) if tally["errors"] else np.array([np.inf])
+            metrics.update({
+                prefix + "matches_per_pair": tally["total"] / max(1, tally["pairs"]),
+                prefix + "coarse_precision": tally["correct"] / max(1, tally["total"]),
+                prefix + "median_error_px": float(np.median(errors_array)),
+                prefix + "precision_3px": float((errors_array < 3).mean())})
+        return metrics
 
     def _val_losses(self, batch: Dict[str, torch.Tensor]) -> float:
         return float(self.compute_losses(batch, model=self.module)["total"])
@@ -349,17 +418,19 @@ class Trainer:
                 self.dataset.epoch = self.epoch
                 indices = list(range(self.rank, self.steps_per_epoch * self.config.batch_size
                                      * self.world_size, self.world_size))
-                subset = torch.utils.data.Subset(self.dataset, indices)
-                loader = DataLoader(subset, batch_size=self.config.batch_size, shuffle=False,
-                                    num_workers=self.config.workers, drop_last=True)
                 first_step = self.step - self.epoch * self.steps_per_epoch
+                # Resuming inside an epoch: the same batches as before, without making the
+                # pairs of the steps already done.
+                subset = torch.utils.data.Subset(
+                    self.dataset, indices[first_step * self.config.batch_size:])
+                loader = DataLoader(subset, batch_size=self.config.batch_size, shuffle=False,
+                                    num_workers=self.config.workers, drop_last=True,
+                                    worker_init_fn=_single_threaded_worker)
                 bar = tqdm(total=self.steps_per_epoch, initial=first_step,
                            desc=f"epoch {self.epoch + 1}/{self.config.epochs}",
                            disable=not (progress and self.is_main), dynamic_ncols=True)
                 started = time.time()
-                for batch_number, batch in enumerate(loader):
-                    if batch_number < first_step:
-                        continue  # resuming inside an epoch: same data order, skip done steps
+                for batch in loader:
                     values = self.train_step(batch)
                     bar.set_postfix(loss=values["total"], coarse=values["coarse"],
                                     fine=values.get("fine_l2", 0.0))
@@ -367,6 +438,10 @@ class Trainer:
                     if self.step % 20 == 0:
                         self.log({"step": self.step, "epoch": self.epoch,
                                   "lr": self.learning_rate(), **values})
+                    every = self.config.checkpoint_every
+                    if every > 0 and self.step % every == 0 and \
+                            self.step % self.steps_per_epoch != 0:
+                        self.save_checkpoint()
                 bar.close()
                 self.epoch += 1
                 metrics = self.validate() if self.is_main else {}
@@ -393,6 +468,13 @@ class Trainer:
                 "num_training_images": self.num_images, "world_size": self.world_size}
         info.update(metadata or {})
         save_model(model, path, info)
+
+
+def _single_threaded_worker(worker_id: int) -> None:
+    """Loader workers make pairs with numpy/OpenCV: one thread each, so that N workers use N
+    cores and leave the training process its own."""
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
 
 
 def _maybe_numpy(tensor: Optional[torch.Tensor]) -> Optional[np.ndarray]:

@@ -183,3 +183,34 @@ def test_train_cli_under_torchrun_with_two_gloo_processes(tiny_data: str, tmp_pa
     assert os.path.isfile(os.path.join(out, "model.pt"))
     state = torch.load(os.path.join(out, "last.ckpt"), weights_only=False)
     assert state["step"] == 2  # 4 pairs / (batch 1 x 2 processes)
+
+
+@pytest.mark.slow
+def test_mixed_training_resumes_inside_an_epoch(tiny_data: str, tmp_path) -> None:
+    """Planar + 3D pairs; a run stopped mid-epoch and resumed ends where an uninterrupted run
+    ends."""
+    torch.set_num_threads(1)
+    changes = dict(scene_mix=0.5, pairs_per_epoch=8, checkpoint_every=1)
+    full = Trainer(_tiny_config(tiny_data, str(tmp_path / "full"), **changes))
+    full.run(progress=False)
+    assert full.step == 8
+    log = [json.loads(line) for line in open(full.log_path)]
+    assert any("val_precision_3px" in record for record in log)
+
+    stopped = Trainer(_tiny_config(tiny_data, str(tmp_path / "stopped"), **changes))
+    step = stopped.train_step
+
+    def stop_after_five(batch):
+        if stopped.step == 5:
+            raise KeyboardInterrupt
+        return step(batch)
+
+    stopped.train_step = stop_after_five  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        stopped.run(progress=False)
+    resumed = Trainer(_tiny_config(tiny_data, str(tmp_path / "stopped"), **changes))
+    resumed.resume(resumed.checkpoint_path())
+    assert (resumed.epoch, resumed.step) == (1, 5)
+    resumed.run(progress=False)
+    for key, value in full.module.state_dict().items():
+        torch.testing.assert_close(value, resumed.module.state_dict()[key], rtol=1e-4, atol=1e-5)
