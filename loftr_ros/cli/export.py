@@ -1,24 +1,34 @@
 """``loftr-export WEIGHTS OUT.onnx``: static-shape ONNX export, verified against torch.
 
-With ``--int8-calibration DIR`` the file written is the INT8 graph for onnxruntime on the CPU
-(:mod:`loftr_ros.deploy.quantization`), calibrated on the images of DIR; the float graph it
-comes from is verified against torch first."""
+By default the two stages of the network are written beside OUT (``OUT_encoder.onnx``: one image
+-> its features; ``OUT_matcher.onnx``: two images' features -> confidence matrix), so a fixed
+reference is encoded once; each is verified against torch, and so is their chain against the
+single-pass network. ``--single-graph`` writes OUT as one graph (both images in, confidence out).
+
+With ``--int8-calibration DIR`` the encoder is written as the INT8 graph for onnxruntime on the
+CPU (``OUT_encoder_int8.onnx`` beside the float ``OUT_matcher.onnx``;
+:mod:`loftr_ros.deploy.quantization`), calibrated on the images of DIR; the float graphs it
+comes from are verified against torch first. With ``--single-graph`` OUT itself is INT8."""
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from typing import List, Optional
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="loftr-export", description=__doc__)
+    parser = argparse.ArgumentParser(prog="loftr-export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("weights", nargs="?", help="checkpoint (default: bundled default model)")
-    parser.add_argument("out", help="output .onnx path")
+    parser.add_argument("out", help="output .onnx path (two-stage: the stem of both files)")
     parser.add_argument("--preset", help="preset for checkpoints without an embedded config")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (13 for TensorRT 8.2)")
     parser.add_argument("--width", type=int, help="input width (default: the model's)")
     parser.add_argument("--height", type=int, help="input height (default: the model's)")
+    parser.add_argument("--single-graph", action="store_true",
+                        help="one graph for both images instead of the encoder/matcher pair")
     parser.add_argument("--verify-images", nargs=2, metavar=("IMG0", "IMG1"),
                         help="real image pair for the onnxruntime-vs-torch check")
     parser.add_argument("--tolerance", type=float, default=1e-4)
@@ -30,9 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def int8_encoder_path(encoder_path: str) -> str:
+    """``<stem>_encoder_int8.onnx`` for ``<stem>_encoder.onnx``."""
+    return encoder_path[:-len(".onnx")] + "_int8.onnx"
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    from loftr_ros.deploy.onnx_export import export_onnx
+    from loftr_ros.deploy.onnx_export import export_onnx, export_two_stage
     from loftr_ros.matching.preprocess import prepare
     from loftr_ros.model.checkpoint import CheckpointError, load_model
     from loftr_ros.runtime import default_weights
@@ -55,26 +70,37 @@ def main(argv: Optional[List[str]] = None) -> int:
             verify = (pair[0], pair[1])
         if args.int8_calibration:
             return _export_int8(model, args, verify)
-        result = export_onnx(model, args.out, opset=args.opset, verify_images=verify,
-                             tolerance=args.tolerance)
+        if not args.single_graph:
+            staged = export_two_stage(model, args.out, opset=args.opset, verify_images=verify,
+                                      tolerance=args.tolerance)
+        else:
+            result = export_onnx(model, args.out, opset=args.opset, verify_images=verify,
+                                 tolerance=args.tolerance)
     except (CheckpointError, LoftrRuntimeError, ValueError, KeyError, OSError) as exc:
         print(f"loftr-export: {exc}", file=sys.stderr)
         return 2
-    diffs = ", ".join(f"{name} {value:.2e}" for name, value in result.max_abs_diff.items())
-    print(f"exported {report.format} checkpoint {weights} (preset {model.config.name}) -> "
-          f"{result.onnx_path}: opset {result.opset}, input {result.input_size[0]}x"
+    source = f"exported {report.format} checkpoint {weights} (preset {model.config.name})"
+    if not args.single_graph:
+        print(f"{source} -> {staged.encoder_path} + {staged.matcher_path}: opset {staged.opset}, "
+              f"input {staged.input_size[0]}x{staged.input_size[1]}")
+        for stage, diffs in staged.max_abs_diff.items():
+            text = ", ".join(f"{name} {value:.2e}" for name, value in diffs.items())
+            print(f"onnxruntime vs torch max abs diff, {stage}: {text}")
+        return 0
+    diffs_text = ", ".join(f"{name} {value:.2e}" for name, value in result.max_abs_diff.items())
+    print(f"{source} -> {result.onnx_path}: opset {result.opset}, input {result.input_size[0]}x"
           f"{result.input_size[1]}, outputs {result.output_names}")
-    print(f"onnxruntime vs torch max abs diff: {diffs}")
+    print(f"onnxruntime vs torch max abs diff: {diffs_text}")
     return 0
 
 
 def _export_int8(model: object, args: argparse.Namespace, verify: Optional[tuple]) -> int:
-    """Float export to a temporary file (verified against torch), then INT8 to ``args.out``."""
+    """Float export to a temporary folder (verified against torch), then INT8 beside OUT."""
     import tempfile
 
     import numpy as np
 
-    from loftr_ros.deploy.onnx_export import export_onnx
+    from loftr_ros.deploy.onnx_export import export_onnx, export_two_stage, two_stage_paths
     from loftr_ros.deploy.quantization import quantize_cpu_int8
     from loftr_ros.runtime.onnx_runtime import OnnxRuntime
     from loftr_ros.runtime.tensorrt.calibrator import calibration_pairs
@@ -82,14 +108,26 @@ def _export_int8(model: object, args: argparse.Namespace, verify: Optional[tuple
     # read the calibration frames first: a bad folder fails before the slow export
     pairs = calibration_pairs(args.int8_calibration, model.config.input_size,  # type: ignore
                               max_pairs=args.calibration_pairs)
+    check = verify or pairs[0]
     with tempfile.TemporaryDirectory() as folder:
-        float_path = os.path.join(folder, "float.onnx")
-        export_onnx(model, float_path, opset=args.opset, verify_images=verify,
-                    tolerance=args.tolerance)
-        report = quantize_cpu_int8(float_path, args.out, pairs)
-        check = verify or pairs[0]
-        float_out = OnnxRuntime(float_path).run(*check)
-        int8_out = OnnxRuntime(args.out).run(*check)
+        float_path = os.path.join(folder, os.path.basename(args.out))
+        if args.single_graph:
+            export_onnx(model, float_path, opset=args.opset, verify_images=verify,
+                        tolerance=args.tolerance)
+            report = quantize_cpu_int8(float_path, args.out, pairs)
+            loaded = float_path, args.out
+        else:
+            staged = export_two_stage(model, float_path, opset=args.opset, verify_images=verify,
+                                      tolerance=args.tolerance)
+            encoder_out, matcher_out = two_stage_paths(args.out)
+            os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+            # the INT8 encoder keeps the float one's metadata: its partner is OUT_matcher.onnx
+            shutil.copyfile(staged.matcher_path, matcher_out)
+            report = quantize_cpu_int8(staged.encoder_path, int8_encoder_path(encoder_out),
+                                       pairs)
+            loaded = staged.encoder_path, report.onnx_path
+        float_out = OnnxRuntime(loaded[0]).run(*check)
+        int8_out = OnnxRuntime(loaded[1]).run(*check)
     diffs = ", ".join(f"{name} {np.abs(float_out[name] - int8_out[name]).max():.3f}"
                       for name in float_out)
     print(f"wrote INT8 {report.onnx_path}: {len(report.quantized)} convolutions in int8, "

@@ -18,6 +18,8 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from loftr_ros.runtime.base import PARTNER_METADATA_KEY
+
 #: metadata key written into quantised graphs; its value says what was quantised
 QUANTIZATION_KEY = "loftr_ros.deploy.quantization"
 QUANTIZATION_VALUE = "int8 convolutions (QDQ, per channel, min/max calibration)"
@@ -57,6 +59,16 @@ def convolutions_kept_in_float(model: "object") -> List[str]:
         or any(part in node.name for part in FLOAT_CONVOLUTION_NAME_PARTS))]
 
 
+def _partner_from(out_path: str, source_path: str, partner: str) -> str:
+    """The partner graph's name as seen from ``out_path``: the same name where such a file sits
+    beside ``out_path``, else the relative path to the source graph's partner."""
+    out_folder = os.path.dirname(os.path.abspath(out_path))
+    if os.path.isfile(os.path.join(out_folder, partner)):
+        return partner
+    source_partner = os.path.join(os.path.dirname(os.path.abspath(source_path)), partner)
+    return os.path.relpath(source_partner, out_folder)
+
+
 def is_quantized(onnx_path: str) -> bool:
     """True for a graph written by :func:`quantize_cpu_int8` (reads only the metadata)."""
     import onnx
@@ -72,7 +84,9 @@ def quantize_cpu_int8(onnx_path: str, out_path: str,
 
     ``calibration_pairs`` are model-sized float32 ``[1,1,H,W]`` inputs, prepared as the matcher
     prepares frames (:func:`loftr_ros.runtime.tensorrt.calibrator.calibration_pairs` reads them
-    from a folder). The graph's metadata (the embedded model config) is carried over, plus ``QUANTIZATION_KEY``.
+    from a folder). A two-input graph (the single-graph model) gets each pair; a one-input graph
+    (the encoder of a two-stage model) gets each image of each pair. The graph's metadata (the
+    embedded model config) is carried over, plus ``QUANTIZATION_KEY``.
     """
     import onnx
     from onnxruntime.quantization import (
@@ -88,21 +102,23 @@ def quantize_cpu_int8(onnx_path: str, out_path: str,
         raise ValueError("INT8 calibration needs at least one image pair")
     source = onnx.load(onnx_path)
     names = [value.name for value in source.graph.input]
-    if len(names) != 2:
-        raise ValueError(f"{onnx_path}: expected two image inputs, found {names}")
+    if len(names) not in (1, 2):
+        raise ValueError(f"{onnx_path}: expected one or two image inputs, found {names}")
+    if len(names) == 2:
+        feeds = [{names[0]: np.asarray(pair[0], np.float32),
+                  names[1]: np.asarray(pair[1], np.float32)} for pair in calibration_pairs]
+    else:
+        feeds = [{names[0]: np.asarray(image, np.float32)} for pair in calibration_pairs
+                 for image in pair]
     kept = convolutions_kept_in_float(source)
     convolutions = [node.name for node in source.graph.node if node.op_type == "Conv"]
 
     class PairReader(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:
-            self._pairs: Iterator = iter(calibration_pairs)
+            self._feeds: Iterator = iter(feeds)
 
         def get_next(self) -> Optional[dict]:
-            pair = next(self._pairs, None)
-            if pair is None:
-                return None
-            return {names[0]: np.asarray(pair[0], np.float32),
-                    names[1]: np.asarray(pair[1], np.float32)}
+            return next(self._feeds, None)
 
     with tempfile.TemporaryDirectory(dir=work_dir) as folder:
         prepared = os.path.join(folder, "prepared.onnx")
@@ -115,7 +131,10 @@ def quantize_cpu_int8(onnx_path: str, out_path: str,
     quantized_model = onnx.load(out_path)
     del quantized_model.metadata_props[:]
     for prop in source.metadata_props:
-        quantized_model.metadata_props.add(key=prop.key, value=prop.value)
+        value = prop.value
+        if prop.key == PARTNER_METADATA_KEY:
+            value = _partner_from(out_path, onnx_path, value)
+        quantized_model.metadata_props.add(key=prop.key, value=value)
     quantized_model.metadata_props.add(key=QUANTIZATION_KEY, value=QUANTIZATION_VALUE)
     onnx.save(quantized_model, out_path)
     return QuantizationReport(onnx_path=out_path,

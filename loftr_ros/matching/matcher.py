@@ -2,11 +2,13 @@
 
 Example::
 
-    from loftr_ros.matching.matcher import Matcher
+    from loftr_ros import Matcher
     m = Matcher.create(backend="onnxruntime", weights=None)   # None = bundled default model
     res = m.match(img0, img1)          # uint8 gray or BGR, any size from 32x32
     res.keypoints0, res.keypoints1     # float32 [N,2], pixels of the ORIGINAL images
     res.scores                         # float32 [N]
+    ref = m.encode(img0)               # EncodedImage: computed once, reused for every frame
+    res = m.match(ref, frame)          # same matches as m.match(img0, frame)
 """
 from __future__ import annotations
 
@@ -14,10 +16,12 @@ import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 
+from loftr_ros.matching.encoded import EncodedImage
+from loftr_ros.matching.photometric import photometric_image
 from loftr_ros.matching.postprocess import MatchingOptions, match_confidence
 from loftr_ros.matching.preprocess import InputTransform, prepare
 from loftr_ros.model.presets import ModelConfig
@@ -36,7 +40,10 @@ class Matches:
         image0_size, image1_size: original (width, height).
         refinement: sub-cell refinement applied (``none``, ``expectation``, ``fine``,
             ``fine+photometric``, ``expectation+photometric``).
-        timings: milliseconds per stage (``preprocess``, ``inference``, ``matching``, ``total``).
+        timings: milliseconds per stage: ``preprocess`` (images -> model inputs), ``encode``
+            (the encoder stage of the sides given as images), ``match_stage`` (the matcher
+            stage), ``inference`` (the two together), ``matching`` (``mutual_nearest`` +
+            ``refinement``) and ``total``.
     """
 
     keypoints0: np.ndarray
@@ -165,35 +172,88 @@ class Matcher:
         """Frame -> (model input [1,1,H,W], transform back to the frame's pixels)."""
         return prepare(image, self.runtime.input_size, self.policy)
 
-    def match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
-        """Match two uint8 gray/BGR images of any size from ``MIN_IMAGE_SIDE`` (32) pixels a side
-        (see :class:`Matches`); ValueError for a smaller one."""
+    def encode(self, image: np.ndarray) -> EncodedImage:
+        """Everything about ``image`` (uint8 gray/BGR, each side at least 32 pixels) that does not
+        depend on the image it will be matched with: the prepared input and its transform, the
+        encoder stage's outputs and the photometric refinement's data. Pass it to :meth:`match`
+        in place of the image, as often as wanted; only this matcher's model, file and input size
+        accept it. ValueError for an unusable image."""
+        model_input, transform = self.prepare(image)
+        return self._encode_prepared(model_input, transform)
+
+    def _encode_prepared(self, model_input: np.ndarray, transform: InputTransform
+                         ) -> EncodedImage:
+        with self._lock:
+            features = self.runtime.encode(model_input)
+        return EncodedImage(model_identity=self.runtime.model_identity, policy=self.policy,
+                            input=model_input, transform=transform, features=features,
+                            photometric=photometric_image(model_input[0, 0]))
+
+    def check_encoded(self, encoded: EncodedImage) -> None:
+        """ValueError unless this matcher made ``encoded`` (same model, file and input size)."""
+        if encoded.input_size != tuple(self.runtime.input_size):
+            raise ValueError(
+                f"this EncodedImage was encoded at {encoded.input_size[0]}x"
+                f"{encoded.input_size[1]}, this matcher takes {self.runtime.input_size[0]}x"
+                f"{self.runtime.input_size[1]}: encode the image with this matcher")
+        if encoded.model_identity != self.runtime.model_identity or \
+                encoded.policy != self.policy:
+            raise ValueError(
+                f"this EncodedImage was encoded by another model ({encoded.model_identity}, "
+                f"policy {encoded.policy}); this matcher runs {self.runtime.model_identity}, "
+                f"policy {self.policy}: encode the image with this matcher")
+
+    def match(self, image0: Union[np.ndarray, EncodedImage],
+              image1: Union[np.ndarray, EncodedImage]) -> Matches:
+        """Match two images: uint8 gray/BGR of any size from ``MIN_IMAGE_SIDE`` (32) pixels a
+        side, or :class:`EncodedImage` from :meth:`encode` (either side; the result is the same
+        as with the image). See :class:`Matches`; ValueError for a smaller image or an
+        EncodedImage of another matcher."""
         started = time.perf_counter()
-        input0, transform0 = self.prepare(image0)
-        input1, transform1 = self.prepare(image1)
-        return self.match_prepared(input0, transform0, input1, transform1, started)
+        for image in (image0, image1):
+            if isinstance(image, EncodedImage):
+                self.check_encoded(image)
+        prepared = [image if isinstance(image, EncodedImage) else self.prepare(image)
+                    for image in (image0, image1)]
+        inferred = time.perf_counter()
+        encoded = [item if isinstance(item, EncodedImage) else self._encode_prepared(*item)
+                   for item in prepared]
+        return self._match_encoded(encoded[0], encoded[1], started, inferred)
 
     def match_prepared(self, input0: np.ndarray, transform0: InputTransform, input1: np.ndarray,
                        transform1: InputTransform, started: Optional[float] = None) -> Matches:
-        """Match already prepared inputs (lets a caller prepare the reference frame once)."""
+        """Match already prepared inputs (:meth:`prepare`)."""
         started = time.perf_counter() if started is None else started
+        inferred = time.perf_counter()
+        return self._match_encoded(self._encode_prepared(input0, transform0),
+                                   self._encode_prepared(input1, transform1), started, inferred)
+
+    def _match_encoded(self, encoded0: EncodedImage, encoded1: EncodedImage, started: float,
+                       inferred: float) -> Matches:
         options = self.options
+        encoded_at = time.perf_counter()
         with self._lock:
-            inferred = time.perf_counter()
-            outputs = self.runtime.run(input0, input1)
-            done = time.perf_counter()
+            outputs = self.runtime.match(dict(encoded0.features), dict(encoded1.features))
+        done = time.perf_counter()
+        steps: Dict[str, float] = {}
         cells = match_confidence(outputs[CONF_MATRIX], self.config, options,
                                  fine_feat0=outputs.get(FINE_FEAT0),
                                  fine_feat1=outputs.get(FINE_FEAT1),
                                  input_size=self.runtime.input_size,
-                                 images=(input0[0, 0], input1[0, 0]))
+                                 images=(encoded0.photometric, encoded1.photometric),
+                                 timings=steps)
+        transform0, transform1 = encoded0.transform, encoded1.transform
         keep = transform0.inside_content(cells.keypoints0) & transform1.inside_content(
             cells.keypoints1)
         keypoints0 = transform0.to_original(cells.keypoints0[keep])
         keypoints1 = transform1.to_original(cells.keypoints1[keep])
         finished = time.perf_counter()
-        timings = {"preprocess": (inferred - started) * 1e3, "inference": (done - inferred) * 1e3,
+        timings = {"preprocess": (inferred - started) * 1e3,
+                   "encode": (encoded_at - inferred) * 1e3,
+                   "match_stage": (done - encoded_at) * 1e3,
+                   "inference": (done - inferred) * 1e3,
                    "matching": (finished - done) * 1e3, "total": (finished - started) * 1e3}
+        timings.update(steps)
         return Matches(keypoints0=keypoints0, keypoints1=keypoints1, scores=cells.scores[keep],
                        input_size=self.runtime.input_size,
                        image0_size=transform0.original_size, image1_size=transform1.original_size,

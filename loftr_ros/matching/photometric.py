@@ -28,14 +28,16 @@ the match moved at most ``max_shift`` image-0 pixels. Shifts are computed in the
 frame and mapped into image 1 by the local affine.
 
 All coordinates are (x, y) pixels of the two single-channel images given: float arrays with values
-in [0, 1] (the model inputs), or uint8 / uint16 arrays (scaled to [0, 1]).
+in [0, 1] (the model inputs), or uint8 / uint16 arrays (scaled to [0, 1]), or
+:class:`PhotometricImage` (what the step needs of one image, made once by
+:func:`photometric_image` for an image that is matched many times, such as a reference).
 """
 from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Dict, Tuple, Union
 
 import cv2
 import numpy as np
@@ -211,6 +213,27 @@ def _unit_gray(image: np.ndarray, name: str) -> np.ndarray:
     return np.ascontiguousarray(image, dtype=np.float32) * np.float32(scale)
 
 
+@dataclass(frozen=True)
+class PhotometricImage:
+    """What the refinement needs of one image, independent of the other image: the image as
+    float32 [H,W] in [0, 1] and its half-resolution level (``cv2.pyrDown``), both read-only."""
+
+    full: np.ndarray
+    half: np.ndarray
+
+
+def photometric_image(image: Union[np.ndarray, PhotometricImage], name: str = "image"
+                      ) -> PhotometricImage:
+    """The :class:`PhotometricImage` of a single-channel image (see the module doc for types)."""
+    if isinstance(image, PhotometricImage):
+        return image
+    full = _unit_gray(image, name)
+    half = cv2.pyrDown(full)
+    full.setflags(write=False)
+    half.setflags(write=False)
+    return PhotometricImage(full=full, half=half)
+
+
 def _patch_grid(radius: int) -> np.ndarray:
     """float32 [2r+1, 2r+1, 2] of (x, y) offsets."""
     steps = np.arange(-radius, radius + 1, dtype=np.float32)
@@ -363,7 +386,8 @@ def _refine_rows(images: Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     return refined, moved
 
 
-def refine_photometric(image0: np.ndarray, image1: np.ndarray, keypoints0: np.ndarray,
+def refine_photometric(image0: Union[np.ndarray, PhotometricImage],
+                       image1: Union[np.ndarray, PhotometricImage], keypoints0: np.ndarray,
                        keypoints1: np.ndarray, settings: PhotometricSettings = PhotometricSettings()
                        ) -> Tuple[np.ndarray, np.ndarray]:
     """Refine ``keypoints1`` [N,2] so that image-1 patches agree with the image-0 patches at
@@ -372,7 +396,7 @@ def refine_photometric(image0: np.ndarray, image1: np.ndarray, keypoints0: np.nd
 
     Returns (float32 [N,2] refined keypoints1, bool [N] which matches moved).
     """
-    image0, image1 = _unit_gray(image0, "image0"), _unit_gray(image1, "image1")
+    level0, level1 = photometric_image(image0, "image0"), photometric_image(image1, "image1")
     keypoints0 = np.asarray(keypoints0, dtype=np.float64).reshape(-1, 2)
     keypoints1 = np.asarray(keypoints1, dtype=np.float64).reshape(-1, 2)
     if len(keypoints0) != len(keypoints1):
@@ -382,7 +406,7 @@ def refine_photometric(image0: np.ndarray, image1: np.ndarray, keypoints0: np.nd
     finite = np.flatnonzero(np.isfinite(keypoints0).all(1) & np.isfinite(keypoints1).all(1))
     if len(finite) < 4:   # a local affine needs 4 matches
         return refined, moved
-    images = (image0, image1, cv2.pyrDown(image0), cv2.pyrDown(image1))
+    images = (level0.full, level1.full, level0.half, level1.half)
     points0, points1 = keypoints0[finite], keypoints1[finite]
     parts = max(1, min(settings.workers, len(finite) // _MIN_ROWS_PER_WORKER))
     bounds = np.linspace(0, len(finite), parts + 1).astype(int)

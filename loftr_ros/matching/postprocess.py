@@ -16,12 +16,13 @@ All coordinates here are in MODEL-INPUT pixels; ``preprocess`` maps them back to
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from loftr_ros.matching.photometric import refine_photometric
+from loftr_ros.matching.photometric import PhotometricImage, refine_photometric
 from loftr_ros.model.presets import ModelConfig
 
 REFINEMENTS = ("auto", "none", "expectation", "fine", "photometric")
@@ -205,12 +206,17 @@ def match_confidence(conf: np.ndarray, config: ModelConfig, options: MatchingOpt
                      fine_feat0: Optional[np.ndarray] = None,
                      fine_feat1: Optional[np.ndarray] = None,
                      input_size: Optional[tuple] = None,
-                     images: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> CellMatches:
+                     images: Optional[Sequence[Union[np.ndarray, PhotometricImage]]] = None,
+                     timings: Optional[Dict[str, float]] = None) -> CellMatches:
     """Full post-processing of one confidence matrix ``conf`` [L,S] (model-input pixels).
 
     ``input_size`` (width, height) defaults to the config's; it fixes the grid shape. ``images``
-    are the two model inputs as [H,W] arrays, needed by the ``photometric`` refinement.
+    are the two model inputs as [H,W] arrays (or their
+    :class:`~loftr_ros.matching.photometric.PhotometricImage`), needed by the ``photometric``
+    refinement. ``timings``, where given, receives milliseconds per step: ``mutual_nearest``
+    (threshold, border, mutual nearest, top-k) and ``refinement``.
     """
+    started = time.perf_counter()
     width, height = input_size or config.input_size
     stride = config.coarse_stride
     grid_w, grid_h = width // stride, height // stride
@@ -225,6 +231,7 @@ def match_confidence(conf: np.ndarray, config: ModelConfig, options: MatchingOpt
         pairs, scores = pairs[keep], scores[keep]
     indices0, indices1 = pairs[:, 0], pairs[:, 1]
     keypoints0 = cell_to_pixel(indices0, grid_w, stride)
+    selected = time.perf_counter()
     refinement = options.refinement
     if refinement == "auto":
         refinement = "photometric" if images is not None else "model"
@@ -255,5 +262,8 @@ def match_confidence(conf: np.ndarray, config: ModelConfig, options: MatchingOpt
         keypoints1, _ = refine_photometric(images[0], images[1], keypoints0,
                                            keypoints1.reshape(-1, 2))
         refinement += "+photometric"
+    if timings is not None:
+        timings["mutual_nearest"] = (selected - started) * 1e3
+        timings["refinement"] = (time.perf_counter() - selected) * 1e3
     return CellMatches(indices0=indices0, indices1=indices1, keypoints0=keypoints0,
                        keypoints1=keypoints1.reshape(-1, 2), scores=scores, refinement=refinement)

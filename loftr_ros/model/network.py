@@ -7,6 +7,14 @@ Data flow for one image pair (both images share the backbone, concatenated on th
     coarse map + 2D sine PE -> flatten [N,L,C] -> linear-attention self/cross layers
     -> dual-softmax -> conf_matrix [N,L,S]
 
+The same network in two stages (:meth:`CoarseLoFTR.encode`, :meth:`CoarseLoFTR.match_encoded`),
+so that a fixed reference image is encoded once:
+
+- encoder, per image: backbone, PE, the self layers before the first cross layer, fine features;
+- matcher, per pair: the rest of the transformer and the dual softmax.
+
+Both stages use the modules (and state_dict keys) of the single-pass network.
+
 No einsum, no einops and no data-dependent shapes, so the graph exports to static ONNX. Module
 attribute names follow the original checkpoints' key names (model-spec §2 and §3.2).
 """
@@ -221,10 +229,24 @@ class LocalFeatureTransformer(nn.Module):
         self.layers = nn.ModuleList(
             [EncoderLayer(config.d_model, config.nhead, config.ln_eps) for _ in self.layer_names])
 
-    def forward(self, feat0: torch.Tensor,
-                feat1: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    @property
+    def per_image_layers(self) -> int:
+        """How many layers come before the first cross layer: they see one image only."""
+        return self.layer_names.index(CROSS) if CROSS in self.layer_names else len(
+            self.layer_names)
+
+    def encode(self, feat: torch.Tensor) -> torch.Tensor:
+        """The per-image layers (:attr:`per_image_layers`) on one image's tokens [N,L,C]."""
+        for layer in self.layers[:self.per_image_layers]:
+            feat = layer(feat, feat)
+        return feat
+
+    def forward(self, feat0: torch.Tensor, feat1: torch.Tensor,
+                start: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Layers ``start`` onwards on both images' tokens (``start`` = :attr:`per_image_layers`
+        continues from :meth:`encode`)."""
         batch = int(feat0.shape[0])
-        for layer, kind in zip(self.layers, self.layer_names):
+        for layer, kind in list(zip(self.layers, self.layer_names))[start:]:
             if kind == SELF:
                 # Both images in one batch: same numbers, half the graph nodes.
                 both = torch.cat([feat0, feat1], dim=0)
@@ -293,6 +315,28 @@ class CoarseLoFTR(nn.Module):
             feats.append(coarse_map.reshape(batch, channels, height * width).transpose(1, 2))
         feat0, feat1 = self.loftr_coarse(feats[0], feats[1])
         return feat0, feat1, fine0, fine1
+
+    def encode(self, image: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Encoder stage, one image [N,1,H,W] in [0,1] -> ``coarse_feat`` [N,L,C] (tokens after
+        the per-image transformer layers) and, for models with a fine stage, ``fine_feat``
+        [N,Cf,H/f,W/f]. Everything here depends on this image alone."""
+        coarse_map, fine_map = self.backbone(image)
+        batch, channels, height, width = (int(v) for v in coarse_map.shape)
+        coarse_map = coarse_map + self.position_encoding(height, width, coarse_map)
+        tokens = coarse_map.reshape(batch, channels, height * width).transpose(1, 2)
+        encoded = {"coarse_feat": self.loftr_coarse.encode(tokens)}
+        if fine_map is not None:
+            encoded["fine_feat"] = fine_map
+        return encoded
+
+    def match_encoded(self, coarse_feat0: torch.Tensor, coarse_feat1: torch.Tensor
+                      ) -> Dict[str, torch.Tensor]:
+        """Matcher stage: two :meth:`encode` ``coarse_feat`` tensors [N,L,C], [N,S,C] ->
+        ``conf_matrix`` and ``sim_matrix`` [N,L,S], as :meth:`forward` computes them."""
+        feat0, feat1 = self.loftr_coarse(coarse_feat0, coarse_feat1,
+                                         start=self.loftr_coarse.per_image_layers)
+        conf, similarity = dual_softmax(feat0, feat1, self.config.temperature)
+        return {"conf_matrix": conf, "sim_matrix": similarity}
 
     def forward(self, image0: torch.Tensor, image1: torch.Tensor) -> Dict[str, torch.Tensor]:
         feat0, feat1, fine0, fine1 = self.extract(image0, image1)

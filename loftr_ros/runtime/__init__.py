@@ -28,18 +28,23 @@ ENGINE_SUFFIXES = (".engine", ".trt", ".plan")
 def default_weights(kind: str, input_size: Optional[Tuple[int, int]] = None) -> str:
     """Path of the bundled default model: ``kind`` is ``"pt"`` or ``"onnx"``.
 
-    ONNX graphs are static: for an ``input_size`` other than the default 640x480 the bundled
-    ``lite_<W>x<H>.onnx`` is used (320x240 ships for small Jetsons; ``loftr-export`` makes others).
+    The ONNX model has two stages (``lite_encoder.onnx`` names its ``lite_matcher.onnx``); the
+    path returned is the encoder's. ONNX graphs are static: for an ``input_size`` other than the
+    default 640x480 the bundled ``lite_<W>x<H>_encoder.onnx`` is used (320x240 ships for small
+    Jetsons; ``loftr-export`` makes others).
     """
-    if kind == "onnx" and input_size is not None and tuple(input_size) != (640, 480):
-        return os.path.join(WEIGHTS_DIR, f"{DEFAULT_PRESET}_{input_size[0]}x{input_size[1]}.onnx")
-    return os.path.join(WEIGHTS_DIR, f"{DEFAULT_PRESET}.{kind}")
+    if kind != "onnx":
+        return os.path.join(WEIGHTS_DIR, f"{DEFAULT_PRESET}.{kind}")
+    stem = DEFAULT_PRESET
+    if input_size is not None and tuple(input_size) != (640, 480):
+        stem += f"_{input_size[0]}x{input_size[1]}"
+    return os.path.join(WEIGHTS_DIR, f"{stem}_encoder.onnx")
 
 
 def default_cpu_onnx(input_size: Optional[Tuple[int, int]] = None) -> str:
-    """The bundled ONNX that onnxruntime loads on the CPU: the INT8 graph
-    (``lite_int8.onnx``, :mod:`loftr_ros.deploy.quantization`) where one ships for ``input_size``,
-    else the float graph of :func:`default_weights`."""
+    """The bundled ONNX that onnxruntime loads on the CPU: the INT8 encoder
+    (``lite_encoder_int8.onnx``, :mod:`loftr_ros.deploy.quantization`, with the float matcher)
+    where one ships for ``input_size``, else the float encoder of :func:`default_weights`."""
     float_path = default_weights("onnx", input_size)
     int8_path = float_path[:-len(".onnx")] + "_int8.onnx"
     return int8_path if os.path.exists(int8_path) else float_path
@@ -120,7 +125,8 @@ def create_runtime(backend: str = "auto", weights: Optional[str] = None,
     if weights is None and not os.path.exists(onnx_path):
         raise ModelLoadError(
             f"{onnx_path}: no bundled ONNX for input {input_size[0]}x{input_size[1]}; make one "
-            f"with `loftr-export {default_weights('pt')} {onnx_path} --width {input_size[0]} "
+            f"with `loftr-export {default_weights('pt')} "
+            f"{onnx_path[:-len('_encoder.onnx')]}.onnx --width {input_size[0]} "
             f"--height {input_size[1]} --opset 13`" if input_size else
             f"{onnx_path}: the bundled default model is missing (reinstall the package)")
     if chosen == "tensorrt":

@@ -7,10 +7,18 @@ onnxruntime. No torch.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from loftr_ros.model.presets import ModelConfig, get_preset
-from loftr_ros.runtime.base import CONFIG_METADATA_KEY, ModelLoadError
+from loftr_ros.runtime.base import (
+    CONFIG_METADATA_KEY,
+    ENCODER_STAGE,
+    MATCHER_STAGE,
+    PARTNER_METADATA_KEY,
+    STAGE_METADATA_KEY,
+    ModelLoadError,
+)
 
 #: an onnxruntime.InferenceSession or a file path
 OnnxSource = Union[str, Any]
@@ -112,5 +120,27 @@ def model_config_of_onnx(source: OnnxSource, path: str, preset: Optional[str]) -
     return get_preset(preset).with_input_size(*graph_size)
 
 
+
+
+def two_stage_files(path: str, metadata: Dict[str, str]) -> Optional[Tuple[str, str]]:
+    """``(encoder path, matcher path)`` of a two-stage model given either of its files and that
+    file's metadata; None for a single-graph ONNX. The metadata gives the partner's path relative
+    to the file's folder (usually just its name; ModelLoadError where it is missing)."""
+    stage = metadata.get(STAGE_METADATA_KEY)
+    if stage not in (ENCODER_STAGE, MATCHER_STAGE):
+        return None
+    partner_name = metadata.get(PARTNER_METADATA_KEY)
+    if not partner_name:
+        raise ModelLoadError(f"{path}: a {stage} graph whose metadata names no partner graph")
+    partner = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)),
+                                            partner_name))
+    if not os.path.isfile(partner):
+        other = MATCHER_STAGE if stage == ENCODER_STAGE else ENCODER_STAGE
+        raise ModelLoadError(f"{path}: the {stage} of a two-stage model; its {other} "
+                             f"{partner} is missing (loftr-export writes both)")
+    path = os.path.abspath(path)
+    return (path, partner) if stage == ENCODER_STAGE else (partner, path)
+
+
 __all__ = ["read_onnx_metadata", "read_onnx_input_size", "read_onnx_config",
-           "model_config_of_onnx"]
+           "model_config_of_onnx", "two_stage_files"]

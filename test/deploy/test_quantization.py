@@ -66,10 +66,10 @@ def _weights_by_kind(path: str) -> dict:
 
 def test_the_image_convolution_the_coarse_output_and_the_fine_head_stay_float() -> None:
     kept = convolutions_kept_in_float(onnx.load(default_weights("onnx")))
-    assert kept == ["/model/backbone/conv1/Conv", "/model/backbone/layer3_outconv/Conv",
-                    "/model/backbone/fine_head/context/Conv",
-                    "/model/backbone/fine_head/lateral/Conv",
-                    "/model/backbone/fine_head/fuse/fuse.2/Conv"]
+    assert kept == ["/backbone/conv1/Conv", "/backbone/layer3_outconv/Conv",
+                    "/backbone/fine_head/context/Conv",
+                    "/backbone/fine_head/lateral/Conv",
+                    "/backbone/fine_head/fuse/fuse.2/Conv"]
 
 
 def test_quantized_graph_keeps_the_config_and_agrees_with_the_float_one(tmp_path,
@@ -143,6 +143,10 @@ def test_export_cli_writes_an_int8_graph(tmp_path, photo_pair: tuple,
     code = main([default_weights("pt"), out, "--width", "320", "--height", "240",
                  "--int8-calibration", str(folder)])
     printed = capsys.readouterr().out
-    assert code == 0 and "15 convolutions in int8" in printed and is_quantized(out)
+    encoder = str(tmp_path / "int8_encoder_int8.onnx")
+    assert code == 0 and "15 convolutions in int8" in printed and is_quantized(encoder)
+    runtime = OnnxRuntime(encoder)   # the float matcher beside it completes the model
+    assert runtime.int8 and runtime.two_stage and runtime.matcher_path == str(
+        tmp_path / "int8_matcher.onnx")
     assert main([default_weights("pt"), out, "--int8-calibration",
                  str(tmp_path / "missing")]) == 2

@@ -34,7 +34,8 @@ def test_seed_matcher_on_a_real_pair(seed_matcher: Matcher, photo_pair: tuple) -
     assert result.keypoints0.dtype == np.float32 and result.scores.dtype == np.float32
     assert result.input_size == (640, 480) and result.image1_size == (640, 480)
     assert np.median(_errors(result, homography)) < 16  # seed: one 16-px cell
-    assert set(result.timings) == {"preprocess", "inference", "matching", "total"}
+    assert {"preprocess", "encode", "match_stage", "inference", "mutual_nearest", "refinement",
+            "matching", "total"} == set(result.timings)
 
 
 def test_keypoints_are_in_original_pixels(seed_matcher: Matcher, photo_pair: tuple) -> None:
@@ -112,9 +113,9 @@ def test_onnx_metadata_must_agree_with_the_graph(tmp_path) -> None:
 
     from loftr_ros.deploy.onnx_export import CONFIG_METADATA_KEY
 
-    small = default_weights("onnx").replace("lite.onnx", "lite_320x240.onnx")
+    small = default_weights("onnx", (320, 240))
     if not os.path.isfile(small):
-        pytest.skip("bundled lite_320x240.onnx missing")
+        pytest.skip("bundled lite_320x240_encoder.onnx missing")
     model = onnx.load(small)
     for prop in model.metadata_props:
         if prop.key == CONFIG_METADATA_KEY:
@@ -240,7 +241,11 @@ def test_export_cli(tmp_path, seed_files: tuple, capsys: pytest.CaptureFixture) 
 
     out = str(tmp_path / "seed.onnx")
     assert main([seed_files[0], out, "--opset", "13"]) == 0
-    assert "max abs diff" in capsys.readouterr().out and os.path.isfile(out)
+    assert "max abs diff, chained" in capsys.readouterr().out
+    assert os.path.isfile(str(tmp_path / "seed_encoder.onnx"))
+    assert os.path.isfile(str(tmp_path / "seed_matcher.onnx")) and not os.path.exists(out)
+    assert main([seed_files[0], out, "--opset", "13", "--single-graph"]) == 0
+    assert os.path.isfile(out)
     assert main([str(tmp_path / "nope.pt"), out]) == 2
 
 
