@@ -15,6 +15,10 @@ files are exported into a temporary folder with :func:`loftr_ros.deploy.onnx_exp
 Refinement: each Matcher's default (``auto``: the photometric step) except for the seed, which
 gets ``expectation`` as in ``loftr-eval``.
 
+The node's per-frame geometry (parameter ``estimate``): MAGSAC++ homography and essential
+matrix on the default model's matches of the pair, timed beside ``Matcher.match`` of the same
+pair (``--estimate-only`` runs just this table).
+
 Last, a head to head of the ONNX graph the onnxruntime backend loads by default on the CPU (the
 bundled INT8 graph), the bundled float graph and the seed's own ONNX in alternating blocks
 (``--rounds``): the fair answer to "is it as fast as the seed" on a machine whose speed drifts.
@@ -253,6 +257,51 @@ def bench_baselines(pair, repeats: int, warmup: int, max_seconds: float) -> List
     return rows
 
 
+@dataclass
+class EstimateRow:
+    """Per-frame cost of one stage of the node's worker on the same matches."""
+
+    stage: str
+    median_ms: float
+    p90_ms: float
+    matches: int
+    inliers: int
+
+
+def bench_estimate(pair, threads: int, repeats: int, warmup: int) -> List[EstimateRow]:
+    """``estimate: homography`` and ``estimate: essential`` on the default model's matches of
+    ``pair``, beside the ``Matcher.match`` call that produced them (onnxruntime)."""
+    from loftr_ros.matching.matcher import Matcher
+    from loftr_ros.ros.geometry_outputs import CameraModel, estimate_frame_geometry
+
+    matcher = Matcher.create(backend="onnxruntime", threads=threads)
+    times, results = time_calls(lambda: matcher.match(*pair), repeats, warmup, 60.0)
+    result = results[-1]
+    rows = [EstimateRow("Matcher.match (the peer: model + matching + refinement)",
+                        float(np.median(times)), float(np.percentile(times, 90)),
+                        len(result.scores), len(result.scores))]
+    focal = WIDTH / (2 * np.tan(np.radians(30.0)))  # a 60-degree horizontal field of view
+    camera = CameraModel(np.array([[focal, 0, (WIDTH - 1) / 2], [0, focal, (HEIGHT - 1) / 2],
+                                   [0, 0, 1]]), np.zeros(0), (WIDTH, HEIGHT))
+    for mode, threshold in (("homography", 3.0), ("essential", 1.0)):
+        def estimate(mode=mode, threshold=threshold):
+            return estimate_frame_geometry(mode, result.keypoints0, result.keypoints1, threshold,
+                                           15, camera, camera, (WIDTH, HEIGHT))
+
+        times, outputs = time_calls(estimate, max(repeats, 50), warmup, 30.0)
+        rows.append(EstimateRow(f"estimate: {mode} (MAGSAC++)", float(np.median(times)),
+                                float(np.percentile(times, 90)), len(result.scores),
+                                int(outputs[-1].inliers.sum())))
+    return rows
+
+
+def estimate_markdown(rows: Sequence[EstimateRow]) -> str:
+    lines = ["| stage | median ms | p90 ms | matches | inliers |", "|---|---|---|---|---|"]
+    lines += [f"| {r.stage} | {r.median_ms:.2f} | {r.p90_ms:.2f} | {r.matches} | {r.inliers} |"
+              for r in rows]
+    return "\n".join(lines)
+
+
 def cpu_name() -> str:
     """The CPU model from /proc/cpuinfo where there is one."""
     try:
@@ -290,6 +339,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--rounds", type=int, default=6,
                         help="alternating rounds of the default-vs-seed head to head (6; 0 = "
                              "skip it)")
+    parser.add_argument("--estimate-only", action="store_true",
+                        help="only the per-frame cost of the node's estimate (homography, "
+                             "essential) beside Matcher.match")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = parser.parse_args(argv)
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
@@ -302,6 +354,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     cv2.setNumThreads(args.threads)
     pair = photo_pair()
+    if args.estimate_only:
+        estimate_rows = bench_estimate(pair, args.threads, args.repeats, args.warmup)
+        print(f"\nPer-frame geometry on one 640x480 pair, {args.threads} threads "
+              f"({os.cpu_count()} cores, {cpu_name()}):\n")
+        print(estimate_markdown(estimate_rows))
+        if args.json:
+            args.json.write_text(json.dumps(
+                {"estimate": [asdict(r) for r in estimate_rows]}, indent=1) + "\n")
+        return 0
     load_before = os.getloadavg()
     rows: List[Row] = []
     with tempfile.TemporaryDirectory(prefix="loftr_bench_") as folder:
@@ -329,6 +390,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           "depend on the weight values (the matching step does, a little: it grows with the "
           "number of matches).\n")
     print(markdown(rows))
+    log("per-frame geometry (estimate)")
+    estimate_rows = bench_estimate(pair, args.threads, args.repeats, args.warmup)
+    print("\nPer-frame geometry of the node (parameter estimate) on the default model's matches "
+          "of the same pair:\n")
+    print(estimate_markdown(estimate_rows))
     if duel is not None:
         print(f"\nHead to head, {args.rounds} alternating rounds of "
               f"{args.repeats} calls each (see head_to_head):\n")
@@ -338,6 +404,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "threads": args.threads, "size": [WIDTH, HEIGHT], "cpu_count": os.cpu_count(),
             "load_average": [load_before[0], load_after[0]],
             "rows": [asdict(r) for r in rows],
+            "estimate": [asdict(r) for r in estimate_rows],
             "head_to_head": [asdict(r) for r in (duel or [])]}, indent=1) + "\n")
     return 0
 
