@@ -141,10 +141,11 @@ class PipelineStats:
 
 @dataclass
 class Reference:
-    """The reference frame: decoded image, model input prepared once, stamp, message."""
+    """The reference frame: decoded image, its ``EncodedImage`` (``Matcher.encode``: computed
+    once, reused for every frame), stamp, message."""
 
     image: Any
-    prepared: Any
+    encoded: Any
     stamp: Tuple[int, int]
     msg: Any
     set_at: float

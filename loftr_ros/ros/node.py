@@ -249,6 +249,12 @@ class MatcherNode(Node):
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="loftr_inference", daemon=True)
         self._worker.start()
+        # The debug picture is drawn by its own thread, so the inference worker takes the next
+        # frame at once; a picture still being drawn is replaced by the newest (never queued).
+        self._debug_slot: NewestFrameSlot = NewestFrameSlot()
+        self._debug_worker = threading.Thread(target=self._draw_debug, name="loftr_debug",
+                                              daemon=True)
+        self._debug_worker.start()
         if self.matcher is None:
             self.get_logger().error(
                 f"no model loaded: {str(self.model_error).rstrip('.')}. The node keeps "
@@ -454,7 +460,7 @@ class MatcherNode(Node):
         return response
 
     def _set_reference(self, msg: Any, image: Any) -> Reference:
-        reference = Reference(image=image, prepared=self.matcher.prepare(image),
+        reference = Reference(image=image, encoded=self.matcher.encode(image),
                               stamp=_stamp_tuple(msg.header.stamp), msg=msg,
                               set_at=time.monotonic())
         with self._lock:
@@ -507,9 +513,7 @@ class MatcherNode(Node):
                                           throttle_duration_sec=_LOG_THROTTLE_S)
                 return
             reference = self._set_reference(msg, image)
-        current, transform = self.matcher.prepare(image)
-        result = self.matcher.match_prepared(reference.prepared[0], reference.prepared[1],
-                                             current, transform)
+        result = self.matcher.match(reference.encoded, image)
         geometry = self._estimate(result, image)
         cloud = matches_to_msg(result.keypoints0, result.keypoints1, result.scores, msg.header,
                                reference.stamp, inliers=geometry.inliers)
@@ -525,7 +529,21 @@ class MatcherNode(Node):
             self._fps = 0.8 * self._fps + 0.2 / interval if self._fps else 1.0 / interval
         self._last_published = published
         if self._params["publish_debug_image"] and self.debug_pub.get_subscription_count() > 0:
-            self._publish_debug(reference, image, result, msg, timing, geometry)
+            self._debug_slot.put((reference, image, result, msg, timing, geometry))
+
+    def _draw_debug(self) -> None:
+        """Debug thread: draw and publish the newest frame's picture (see __init__)."""
+        while not self._stop.is_set():
+            job = self._debug_slot.take(timeout=0.5)
+            if job is None:
+                continue
+            try:
+                self._publish_debug(*job)
+            except Exception as exc:  # a failed picture must not stop the pictures after it
+                if not self.context.ok():
+                    return
+                self.get_logger().error(f"debug image failed: {type(exc).__name__}: {exc}",
+                                        throttle_duration_sec=_LOG_THROTTLE_S)
 
     def _publish_debug(self, reference: Reference, image: Any, result: Any, msg: Image,
                        timing: FrameTiming, geometry: Optional[FrameGeometry] = None) -> None:
@@ -634,8 +652,10 @@ class MatcherNode(Node):
         """Stop the worker and release the model (safe to call twice)."""
         self._stop.set()
         self.slot.close()
-        if self._worker.is_alive():
-            self._worker.join(timeout=5.0)
+        self._debug_slot.close()
+        for thread in (self._worker, self._debug_worker):
+            if thread.is_alive():
+                thread.join(timeout=5.0)
         close = getattr(self.matcher, "close", None) if self.matcher is not None else None
         if close is not None:
             close()
