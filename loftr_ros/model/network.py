@@ -1,4 +1,4 @@
-"""The coarse LoFTR network in PyTorch, written from docs/model-spec.md.
+"""The coarse LoFTR network in PyTorch, as docs/model.md describes it.
 
 Data flow for one image pair (both images share the backbone, concatenated on the batch axis):
 
@@ -16,7 +16,7 @@ so that a fixed reference image is encoded once:
 Both stages use the modules (and state_dict keys) of the single-pass network.
 
 No einsum, no einops and no data-dependent shapes, so the graph exports to static ONNX. Module
-attribute names follow the original checkpoints' key names (model-spec §2 and §3.2).
+attribute names follow the original checkpoints' key names (docs/model.md, "Checkpoints").
 """
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ class Backbone(nn.Module):
 
 
 def sine_position_encoding(d_model: int, height: int, width: int, variant: str) -> torch.Tensor:
-    """2D sine positional encoding [1, d_model, height, width] (model-spec §1.3).
+    """2D sine positional encoding [1, d_model, height, width] (docs/model.md).
 
     Channel 4k = sin(x w_k), 4k+1 = cos(x w_k), 4k+2 = sin(y w_k), 4k+3 = cos(y w_k) with 1-based
     x = col + 1, y = row + 1; ``fixed``: w_k = 10000^(-4k/C); ``buggy``: w_k = exp(-2k).
@@ -164,7 +164,7 @@ def elu_feature_map(x: torch.Tensor) -> torch.Tensor:
 
 
 class EncoderLayer(nn.Module):
-    """One LoFTR encoder layer with linear attention (model-spec §1.4, steps 1-5)."""
+    """One LoFTR encoder layer with linear attention (docs/model.md, "Transformer", steps 1-5)."""
 
     def __init__(self, d_model: int, nhead: int, ln_eps: float) -> None:
         super().__init__()

@@ -29,7 +29,8 @@ from loftr_ros.runtime.base import (
 )
 from loftr_ros.runtime.onnx_info import model_config_of_onnx, read_onnx_metadata, two_stage_files
 
-# Graphs exported by other projects: which of their outputs holds what (model-spec §3.3).
+# Graphs exported by other projects: which of their outputs holds what (docs/model.md,
+# "Exported graphs").
 FOREIGN_OUTPUT_NAMES = {"seed": {CONF_MATRIX: "1026"}}
 FOREIGN_INPUT_NAMES = {"seed": ("img0", "img1")}
 

@@ -133,3 +133,25 @@ def test_docs_links_exist():
                 continue
             path = os.path.join(folder, target.split("#", 1)[0])
             assert os.path.exists(path), f"docs/{name} links to {target}, which does not exist"
+
+
+def test_cited_documents_exist():
+    """Code and docs cite documents of this repository (docs/model.md, its sections, the LoFTR
+    paper), never a file that is not in it."""
+    problems = []
+    for path in tracked_text_files():
+        full = os.path.join(REPO, path)
+        if not os.path.isfile(full) or path == os.path.relpath(os.path.abspath(__file__), REPO):
+            continue
+        with open(full, encoding="utf-8", errors="replace") as handle:
+            text = handle.read()
+        for number, line in enumerate(text.splitlines(), 1):
+            if "model-spec" in line:
+                problems.append(f"{path}:{number}: cites model-spec, which is not in the "
+                                f"repository (cite docs/model.md): {line.strip()}")
+            # "<another project>'s docs/..." is not ours
+            for cited in re.findall(r"(?<![\w/.])(?<!'s )(docs/[\w./-]*\w\.(?:md|jpg|png))",
+                                    line):
+                if not os.path.exists(os.path.join(REPO, cited)):
+                    problems.append(f"{path}:{number}: {cited} does not exist")
+    assert not problems, "\n".join(problems)
