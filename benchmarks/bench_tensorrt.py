@@ -8,8 +8,11 @@ For each model and precision: the engine build time (or the cache hit), then the
 percentile of ``TensorRTRuntime.run`` (host->device copies, inference, device->host copy of the
 confidence matrix) over ``--repeats`` runs after ``--warmup``, the max abs difference to
 onnxruntime on the same photo pair, and onnxruntime's own median (CUDA provider if installed, else
-CPU, few runs). Weights: the bundled default model where it exists, the seed's real checkpoint for
-``seed``, random initialisation otherwise (latency does not depend on weight values).
+CPU, few runs). For two-stage models (the bundled default: encoder and matcher engines) also the
+per-frame median against a reference encoded once (``encode`` of the frame + ``match``), what
+the ROS node runs per frame. Weights: the bundled default model where it exists, the seed's real
+checkpoint for ``seed``, random initialisation otherwise (latency does not depend on weight
+values).
 
 Needs a CUDA GPU with TensorRT and pycuda (and PyTorch to export presets); exits with status 2 and
 the reason otherwise. ``--json FILE`` also writes the rows.
@@ -45,6 +48,7 @@ class Row:
     ort_provider: str
     max_abs_diff: float
     device: str
+    cached_reference_median_ms: float = float("nan")
 
 
 def photo_pair() -> Tuple[np.ndarray, np.ndarray]:
@@ -84,8 +88,9 @@ def export_preset(preset: str, folder: str) -> str:
     """ONNX of ``preset``: bundled weights, the seed's checkpoint, or random init."""
     from loftr_ros.deploy.onnx_export import export_onnx
     from loftr_ros.model.presets import DEFAULT_PRESET, get_preset
+    from loftr_ros.runtime import default_weights
 
-    bundled = REPO / "loftr_ros" / "weights" / f"{preset}.onnx"
+    bundled = Path(default_weights("onnx"))   # the two-stage model's encoder
     if preset == DEFAULT_PRESET and bundled.is_file():
         return str(bundled)
     path = os.path.join(folder, f"{preset}.onnx")
@@ -122,7 +127,13 @@ def bench(onnx_path: str, label: str, precision: str, pair, args) -> Row:
                    for name, value in reference.run(*images).items())
         trt_median, trt_p90 = timings(lambda: runtime.run(*images), args.repeats, args.warmup)
         ort_median, _ = timings(lambda: reference.run(*images), args.ort_repeats, 1)
+        cached = float("nan")
+        if runtime.two_stage:
+            encoded = runtime.encode(images[0])
+            cached, _ = timings(lambda: runtime.match(encoded, runtime.encode(images[1])),
+                                args.repeats, args.warmup)
         return Row(model=label, precision=precision, build_s=round(build_s, 2),
+                   cached_reference_median_ms=round(cached, 3),
                    trt_median_ms=round(trt_median, 3), trt_p90_ms=round(trt_p90, 3),
                    ort_median_ms=round(ort_median, 2), ort_provider=reference.providers[0],
                    max_abs_diff=diff, device=runtime.description)
@@ -131,12 +142,15 @@ def bench(onnx_path: str, label: str, precision: str, pair, args) -> Row:
 
 
 def markdown(rows: Sequence[Row]) -> str:
-    lines = ["| model | precision | build s | TensorRT median ms | p90 ms | onnxruntime ms "
-             "(provider) | max abs diff |", "|---|---|---|---|---|---|---|"]
+    lines = ["| model | precision | build s | TensorRT median ms | p90 ms | per frame, cached "
+             "reference ms | onnxruntime ms (provider) | max abs diff |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in rows:
+        cached = "-" if row.cached_reference_median_ms != row.cached_reference_median_ms else \
+            f"{row.cached_reference_median_ms:.2f}"
         lines.append(f"| {row.model} | {row.precision} | {row.build_s:.1f} | "
-                     f"{row.trt_median_ms:.2f} | {row.trt_p90_ms:.2f} | {row.ort_median_ms:.1f} "
-                     f"({row.ort_provider}) | {row.max_abs_diff:.1e} |")
+                     f"{row.trt_median_ms:.2f} | {row.trt_p90_ms:.2f} | {cached} | "
+                     f"{row.ort_median_ms:.1f} ({row.ort_provider}) | {row.max_abs_diff:.1e} |")
     return "\n".join(lines)
 
 

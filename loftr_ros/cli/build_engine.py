@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 import time
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from loftr_ros.cli import size_argument
 
@@ -64,10 +64,32 @@ def _audit_notes(onnx_path: str) -> List[str]:
     return report.errors + report.warnings
 
 
+def _build_to_file(onnx_path: str, args: argparse.Namespace, log: Callable[[str], None]) -> str:
+    """``--out``: the engine of a single graph at OUT; for a two-stage model the encoder's at OUT
+    and the matcher's beside it (``<OUT stem>-matcher.engine``), linked to each other."""
+    from loftr_ros.runtime.onnx_info import read_onnx_metadata, two_stage_files
+    from loftr_ros.runtime.tensorrt.builder import build_engine, link_stage_engines
+
+    stages = two_stage_files(onnx_path, read_onnx_metadata(onnx_path))
+    if stages is None:
+        build_engine(onnx_path, args.out, fp16=args.fp16, int8=args.int8,
+                     calib_dir=args.calib_dir, workspace_mb=args.workspace,
+                     verbose=args.verbose, log=log)
+        return args.out
+    stem = args.out[:-len(".engine")] if args.out.endswith(".engine") else args.out
+    matcher_out = f"{stem}-matcher.engine"
+    build_engine(stages[0], args.out, fp16=args.fp16, int8=args.int8, calib_dir=args.calib_dir,
+                 workspace_mb=args.workspace, verbose=args.verbose, log=log)
+    build_engine(stages[1], matcher_out, fp16=True if args.int8 else args.fp16,
+                 workspace_mb=args.workspace, verbose=args.verbose, log=log)
+    link_stage_engines(args.out, matcher_out)
+    return args.out
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     from loftr_ros.runtime.base import LoftrRuntimeError
-    from loftr_ros.runtime.tensorrt.builder import build_engine, get_or_build_engine
+    from loftr_ros.runtime.tensorrt.builder import get_or_build_engine
 
     def log(line: str) -> None:
         print(line, flush=True)
@@ -100,10 +122,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     started = time.monotonic()
     try:
         if args.out:
-            build_engine(onnx_path, args.out, fp16=args.fp16, int8=args.int8,
-                         calib_dir=args.calib_dir, workspace_mb=args.workspace,
-                         verbose=args.verbose, log=log)
-            path = args.out
+            path = _build_to_file(onnx_path, args, log)
         else:
             path = get_or_build_engine(onnx_path, cache_dir=args.cache_dir, fp16=args.fp16,
                                        workspace_mb=args.workspace, int8=args.int8,

@@ -276,3 +276,74 @@ def test_int8_needs_calibration_images(tmp_path):
     other = trt_builder.get_or_build_engine(onnx_path, int8=True, calib_dir=str(calib),
                                        platform=JETSON, builder=builder, cache_dir=str(tmp_path))
     assert other != path
+
+
+def _stage_onnx(folder, stem="two", width=64, height=48):
+    """A tiny two-stage model as loftr-export writes it: ``<stem>_encoder.onnx`` (image ->
+    coarse_feat) and ``<stem>_matcher.onnx`` (coarse_feat0, coarse_feat1 -> conf_matrix), whose
+    metadata name their stage and each other."""
+    shape = [1, 1, height, width]
+    encoder = helper.make_graph(
+        [helper.make_node("Identity", ["image"], ["coarse_feat"])], "encoder",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("coarse_feat", TensorProto.FLOAT, shape)])
+    matcher = helper.make_graph(
+        [helper.make_node("Add", ["coarse_feat0", "coarse_feat1"], ["conf_matrix"])], "matcher",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape)
+         for n in ("coarse_feat0", "coarse_feat1")],
+        [helper.make_tensor_value_info("conf_matrix", TensorProto.FLOAT, shape)])
+    paths = [str(folder / f"{stem}_encoder.onnx"), str(folder / f"{stem}_matcher.onnx")]
+    for graph, path, stage, partner in ((encoder, paths[0], "encoder", paths[1]),
+                                        (matcher, paths[1], "matcher", paths[0])):
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model.metadata_props.add(key="loftr_ros.stage", value=stage)
+        model.metadata_props.add(key="loftr_ros.partner", value=os.path.basename(partner))
+        onnx.save(model, path)
+    return paths
+
+
+def test_two_stage_model_builds_two_engines_under_one_key(tmp_path):
+    encoder_onnx, matcher_onnx = _stage_onnx(tmp_path)
+    cache = str(tmp_path / "cache")
+    builder = RecordingBuilder()
+    path = trt_builder.get_or_build_engine(matcher_onnx, cache_dir=cache, platform=JETSON,
+                                           builder=builder, fp16=True)
+    assert [call["onnx_path"] for call in builder.calls] == [encoder_onnx, matcher_onnx]
+    encoder_engine, matcher_engine = (call["engine_path"] for call in builder.calls)
+    assert path == encoder_engine and encoder_engine.endswith("-encoder.engine")
+    assert matcher_engine == encoder_engine.replace("-encoder.engine", "-matcher.engine")
+    assert "-64x48-fp16-trt8.5.2.2-orin-sm87-" in os.path.basename(path)
+    encoder_meta = engine_cache.read_engine_metadata(encoder_engine)
+    matcher_meta = engine_cache.read_engine_metadata(matcher_engine)
+    assert (encoder_meta["stage"], encoder_meta["partner"]) == (
+        "encoder", os.path.basename(matcher_engine))
+    assert (matcher_meta["stage"], matcher_meta["partner"]) == (
+        "matcher", os.path.basename(encoder_engine))
+    # cached: nothing rebuilt, from either file
+    assert trt_builder.get_or_build_engine(encoder_onnx, cache_dir=cache, platform=JETSON,
+                                           builder=builder, fp16=True) == path
+    assert len(builder.calls) == 2
+    # one stage missing: both are rebuilt, so the pair always comes from one build
+    os.remove(matcher_engine)
+    trt_builder.get_or_build_engine(encoder_onnx, cache_dir=cache, platform=JETSON,
+                                    builder=builder, fp16=True)
+    assert len(builder.calls) == 4
+    # another matcher graph: another key
+    with open(matcher_onnx, "ab") as handle:
+        handle.write(b"\0")
+    other = trt_builder.get_or_build_engine(encoder_onnx, cache_dir=cache, platform=JETSON,
+                                            builder=builder, fp16=True)
+    assert other != path
+
+
+def test_two_stage_int8_calibrates_the_encoder_only(tmp_path):
+    encoder_onnx, _ = _stage_onnx(tmp_path)
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    (calib / "a.png").write_bytes(b"1234")
+    builder = RecordingBuilder()
+    trt_builder.get_or_build_engine(encoder_onnx, int8=True, calib_dir=str(calib),
+                                    platform=JETSON, builder=builder, cache_dir=str(tmp_path))
+    encoder_call, matcher_call = builder.calls
+    assert encoder_call["int8"] is True and matcher_call["int8"] is False
+    assert matcher_call["fp16"] is True

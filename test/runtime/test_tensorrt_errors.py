@@ -35,7 +35,9 @@ from loftr_ros.runtime.tensorrt.runtime import (
     TensorSpec,
     choose_api,
     map_engine_tensors,
+    map_stage_tensors,
     read_engine_bytes,
+    stage_engine_files,
 )
 
 LITE = get_preset("lite")
@@ -270,12 +272,12 @@ def test_cli_input_size_picks_the_bundled_model_the_node_loads(no_tensorrt, monk
     status = cli.main(["--input-size", "320x240", "--cache-dir", "/nonexistent/cache"])
     assert status == 1 and "TensorRT is not installed" in capsys.readouterr().err
     assert chosen == [default_weights("onnx", (320, 240))]
-    assert chosen[0].endswith("lite_320x240.onnx")
+    assert chosen[0].endswith("lite_320x240_encoder.onnx")
     with pytest.raises(SystemExit):
         cli.main(["--input-size", "320by240"])
     assert "size must look like 640x480, not '320by240'" in capsys.readouterr().err
     assert cli.main(["--input-size", "100x100"]) == 1
-    assert "lite_100x100.onnx is missing" in capsys.readouterr().err
+    assert "lite_100x100_encoder.onnx is missing" in capsys.readouterr().err
     assert cli.main(["model.onnx", "--input-size", "320x240"]) == 2
     assert "own size" in capsys.readouterr().err
 
@@ -287,3 +289,71 @@ def test_cli_argument_errors(tmp_path, capsys):
     assert "--calib-dir" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["m.onnx", "--fp16", "--no-fp16"])
+
+
+# ------------------------------------------------------------------------------------------------
+# Two-stage engines (encoder + matcher)
+
+
+def _stage_specs(stage, width=640, height=480, channels=96, fine=True):
+    tokens = (width // 16) * (height // 16)
+    f32 = np.dtype(np.float32)
+    if stage == "encoder":
+        specs = [TensorSpec("image", (1, 1, height, width), f32, True),
+                 TensorSpec("coarse_feat", (1, tokens, channels), f32, False)]
+        if fine:
+            specs.append(TensorSpec("fine_feat", (1, 32, height // 4, width // 4), f32, False))
+        return specs
+    return [TensorSpec("coarse_feat0", (1, tokens, channels), f32, True),
+            TensorSpec("coarse_feat1", (1, tokens, channels), f32, True),
+            TensorSpec("conf_matrix", (1, tokens, tokens), f32, False)]
+
+
+def test_stage_engines_are_checked_against_the_config():
+    assert map_stage_tensors(_stage_specs("encoder"), LITE, "e.engine", "encoder") == [
+        "coarse_feat", "fine_feat"]
+    assert map_stage_tensors(_stage_specs("matcher"), LITE, "m.engine", "matcher") == [
+        "conf_matrix"]
+    with pytest.raises(InputSizeError, match="built for 320x240"):
+        map_stage_tensors(_stage_specs("encoder", 320, 240), LITE, "e.engine", "encoder")
+    with pytest.raises(ModelLoadError, match="needs inputs"):
+        map_stage_tensors(_stage_specs("encoder", fine=False), LITE, "e.engine", "encoder")
+    with pytest.raises(ModelLoadError, match="needs inputs"):   # an encoder given as matcher
+        map_stage_tensors(_stage_specs("encoder"), LITE, "e.engine", "matcher")
+    with pytest.raises(ModelLoadError, match=r"needs \(1, 300, 96\)"):   # 320x240 tokens
+        map_stage_tensors(_stage_specs("matcher"), LITE.with_input_size(320, 240), "m.engine",
+                          "matcher")
+
+
+def test_stage_engine_files_find_the_partner(tmp_path):
+    import json
+
+    encoder, matcher = tmp_path / "m-encoder.engine", tmp_path / "m-matcher.engine"
+    for path, stage, partner in ((encoder, "encoder", matcher), (matcher, "matcher", encoder)):
+        path.write_bytes(b"plan")
+        (tmp_path / (path.name + ".json")).write_text(json.dumps(
+            {"stage": stage, "partner": partner.name}))
+    expected = (str(encoder), str(matcher))
+    assert stage_engine_files(str(matcher), {"stage": "matcher", "partner": encoder.name}) == \
+        expected
+    assert stage_engine_files(str(encoder), {"stage": "encoder", "partner": matcher.name}) == \
+        expected
+    assert stage_engine_files(str(encoder), {"precision": "fp16"}) is None
+    matcher.unlink()
+    with pytest.raises(ModelLoadError, match="its matcher engine .*m-matcher.engine is missing"):
+        stage_engine_files(str(encoder), {"stage": "encoder", "partner": matcher.name})
+
+
+def test_two_stage_engine_without_tensorrt_says_not_installed(no_tensorrt, tmp_path):
+    """The partner is found first (a missing one is named), then TensorRT is needed."""
+    import json
+
+    encoder = tmp_path / "m-encoder.engine"
+    encoder.write_bytes(b"plan")
+    (tmp_path / "m-encoder.engine.json").write_text(json.dumps(
+        {"stage": "encoder", "partner": "m-matcher.engine"}))
+    with pytest.raises(ModelLoadError, match="m-matcher.engine is missing"):
+        TensorRTRuntime.from_engine_file(str(encoder))
+    (tmp_path / "m-matcher.engine").write_bytes(b"plan")
+    with pytest.raises(BackendUnavailableError, match="TensorRT is not installed"):
+        TensorRTRuntime.from_engine_file(str(encoder))

@@ -207,3 +207,35 @@ def test_gpu_failures_are_clear(exports, tmp_path, photo_pair):
     runtime.close()  # twice is fine
     with pytest.raises(LoftrRuntimeError, match="closed"):
         runtime.run(*images)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_two_stage_engines_match_onnxruntime(precision, tmp_path, photo_pair):
+    """The bundled two-stage model: two engines under one key, loaded from either file; the
+    encoder + matcher chain (and a reference encoded once) agrees with onnxruntime."""
+    from loftr_ros.runtime import default_weights
+
+    onnx_path = default_weights("onnx")
+    engine_path = get_or_build_engine(onnx_path, cache_dir=str(tmp_path),
+                                      fp16=precision == "fp16", log=print)
+    metadata = read_engine_metadata(engine_path)
+    assert metadata["stage"] == "encoder" and metadata["partner"].endswith("-matcher.engine")
+    runtime = _compare(onnx_path, engine_path, photo_pair, precision, "lite two-stage")
+    assert runtime.two_stage
+    partner = os.path.join(str(tmp_path), metadata["partner"])
+    by_matcher = TensorRTRuntime.from_engine_file(partner)
+    reference = OnnxRuntime(onnx_path, providers=["CPUExecutionProvider"])
+    try:
+        images = _images(photo_pair)
+        encoded = by_matcher.encode(images[0])   # the cached reference
+        frame = by_matcher.encode(images[1])
+        expected = reference.match(reference.encode(images[0]), reference.encode(images[1]))
+        actual = by_matcher.match(encoded, frame)
+        for name in expected:
+            assert np.abs(actual[name] - expected[name]).max() <= TOLERANCE[precision], name
+        per_frame = _median_ms(lambda: by_matcher.match(encoded, by_matcher.encode(images[1])))
+        whole = _median_ms(lambda: by_matcher.run(*images))
+        print(f"two-stage {precision}: per frame against a cached reference {per_frame:.2f} ms, "
+              f"whole pair {whole:.2f} ms")
+    finally:
+        by_matcher.close()

@@ -5,6 +5,7 @@ TensorRT and pycuda are imported inside the functions that need them.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -12,8 +13,13 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from loftr_ros.runtime.base import LoftrRuntimeError, ModelLoadError
-from loftr_ros.runtime.onnx_info import read_onnx_config
+from loftr_ros.runtime.base import (
+    ENCODER_STAGE,
+    MATCHER_STAGE,
+    LoftrRuntimeError,
+    ModelLoadError,
+)
+from loftr_ros.runtime.onnx_info import read_onnx_config, read_onnx_metadata, two_stage_files
 from loftr_ros.runtime.tensorrt.cache import (
     engine_incompatibility,
     engine_key,
@@ -237,6 +243,11 @@ def get_or_build_engine(onnx_path: str, cache_dir: Optional[str] = None,
                         builder: Optional[Callable[..., BuildResult]] = None) -> str:
     """Path of a cached engine for ``onnx_path`` on this TensorRT + GPU, building it if needed.
 
+    For a two-stage model (``onnx_path`` is its encoder or its matcher graph) both engines are
+    built under one key (``<key>-encoder.engine``, ``<key>-matcher.engine``; their JSONs name each
+    other) and the encoder's path is returned; with ``int8`` only the encoder is INT8 (the
+    matcher is fp16: calibration images cannot feed it).
+
     Args:
         onnx_path: static-shape ONNX (from loftr-export).
         cache_dir: engine cache folder (default :func:`default_cache_dir`; falls back to a temp
@@ -259,20 +270,59 @@ def get_or_build_engine(onnx_path: str, cache_dir: Optional[str] = None,
         if not calib_dir:
             raise LoftrRuntimeError("INT8 needs calibration images (calib_dir)")
         precision = f"int8-{calibration_fingerprint(calib_dir)}"
-    key = engine_key(onnx_path, precision, platform)
-    path = os.path.join(resolve_cache_dir(cache_dir, log), key.file_name())
-    if os.path.isfile(path) and not rebuild:
-        reason = engine_incompatibility(read_engine_metadata(path), platform.trt_version,
-                                        platform.gpu_name)
-        if reason is None and os.path.getsize(path) > 0:
-            log(f"using cached engine {path}")
-            return path
-        log(f"cached engine {path} is unusable ({reason or 'empty file'}); rebuilding")
     build = builder or build_engine
-    build(onnx_path, path, fp16=precision == "fp16", int8=precision.startswith("int8"),
-          calib_dir=calib_dir, workspace_mb=workspace_mb, verbose=verbose, log=log,
-          platform=platform)
-    return path
+    folder = resolve_cache_dir(cache_dir, log)
+    stages = two_stage_files(onnx_path, read_onnx_metadata(onnx_path))
+    if stages is None:
+        key = engine_key(onnx_path, precision, platform)
+        path = os.path.join(folder, key.file_name())
+        if not _usable_cached(path, platform, rebuild, log):
+            build(onnx_path, path, fp16=precision == "fp16", int8=precision.startswith("int8"),
+                  calib_dir=calib_dir, workspace_mb=workspace_mb, verbose=verbose, log=log,
+                  platform=platform)
+        return path
+    # Two stages, one key: the hash covers both graphs; the file names differ by the stage.
+    model_hash = hashlib.sha256((file_sha256(stages[0]) + file_sha256(stages[1])).encode()
+                                ).hexdigest()
+    key = engine_key(stages[0], precision, platform, model_hash=model_hash)
+    paths = [os.path.join(folder, key.file_name(f"-{stage}"))
+             for stage in (ENCODER_STAGE, MATCHER_STAGE)]
+    usable = [_usable_cached(path, platform, rebuild, log) for path in paths]
+    for index, (stage_onnx, path) in enumerate(zip(stages, paths)):
+        if usable[index] and all(usable):
+            continue
+        # the matcher reads features, not images: INT8 calibration images cannot feed it
+        int8_stage = precision.startswith("int8") and index == 0
+        build(stage_onnx, path, fp16=precision == "fp16" or (precision.startswith("int8") and
+                                                             not int8_stage),
+              int8=int8_stage, calib_dir=calib_dir if int8_stage else None,
+              workspace_mb=workspace_mb, verbose=verbose, log=log, platform=platform)
+    link_stage_engines(paths[0], paths[1])
+    return paths[0]
 
 
-__all__ = ["BuildResult", "DEFAULT_WORKSPACE_MB", "build_engine", "get_or_build_engine"]
+def link_stage_engines(encoder_engine: str, matcher_engine: str) -> None:
+    """Record in each engine's JSON its stage and its partner's file name, so that either file
+    loads the two-stage model (:class:`loftr_ros.runtime.tensorrt.runtime.TensorRTRuntime`)."""
+    for path, stage, partner in ((encoder_engine, ENCODER_STAGE, matcher_engine),
+                                 (matcher_engine, MATCHER_STAGE, encoder_engine)):
+        metadata = read_engine_metadata(path) or {}
+        metadata.update(stage=stage, partner=os.path.basename(partner))
+        write_engine_metadata(path, metadata)
+
+
+def _usable_cached(path: str, platform: PlatformInfo, rebuild: bool, log: Log) -> bool:
+    """True where ``path`` is a cached engine for this TensorRT and GPU (it is logged)."""
+    if not os.path.isfile(path) or rebuild:
+        return False
+    reason = engine_incompatibility(read_engine_metadata(path), platform.trt_version,
+                                    platform.gpu_name)
+    if reason is None and os.path.getsize(path) > 0:
+        log(f"using cached engine {path}")
+        return True
+    log(f"cached engine {path} is unusable ({reason or 'empty file'}); rebuilding")
+    return False
+
+
+__all__ = ["BuildResult", "DEFAULT_WORKSPACE_MB", "build_engine", "get_or_build_engine",
+           "link_stage_engines"]
