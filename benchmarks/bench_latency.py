@@ -19,9 +19,17 @@ The node's per-frame geometry (parameter ``estimate``): MAGSAC++ homography and 
 matrix on the default model's matches of the pair, timed beside ``Matcher.match`` of the same
 pair (``--estimate-only`` runs just this table).
 
-Last, a head to head of the ONNX graph the onnxruntime backend loads by default on the CPU (the
-bundled INT8 graph), the bundled float graph and the seed's own ONNX in alternating blocks
-(``--rounds``): the fair answer to "is it as fast as the seed" on a machine whose speed drifts.
+Last, a head to head of the ONNX model the onnxruntime backend loads by default on the CPU (the
+bundled two-stage model with the INT8 encoder), the bundled float model and the seed's own ONNX in
+alternating blocks (``--rounds``): the fair answer to "is it as fast as the seed" on a machine
+whose speed drifts.
+
+``--fixed-reference`` times what the ROS node does per frame instead: frames matched against one
+reference encoded once (``Matcher.encode``), beside the seed's own ONNX on whole pairs, in
+alternating rounds, with the per-stage breakdown of both and the rest of the node's per-frame
+path (image message -> array, matches message, debug picture) timed on the same frames::
+
+    LOFTR_SHARED_DIR=../shared python benchmarks/bench_latency.py --fixed-reference --threads 2
 """
 from __future__ import annotations
 
@@ -34,7 +42,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -245,6 +253,124 @@ def head_to_head_markdown(results: Sequence[DuelResult]) -> str:
     return "\n".join(lines)
 
 
+#: per-stage keys of Matches.timings, in the order of the per-frame path
+STAGES = ("preprocess", "encode", "match_stage", "mutual_nearest", "refinement", "total")
+
+
+def reference_frames(count: int) -> Tuple[np.ndarray, List[np.ndarray]]:
+    """A 640x480 reference and ``count`` frames of the same photo under other homographies."""
+    reference, first = photo_pair(0)
+    frames = [first] + [photo_pair(seed)[1] for seed in range(1, count)]
+    return reference, frames
+
+
+def fixed_reference(threads: int, rounds: int, repeats: int, warmup: int, frames: int
+                    ) -> Optional[dict]:
+    """Per-frame time against one encoded reference (the default CPU model, its default
+    refinement) and the seed's own ONNX on whole pairs (``expectation``), in ``rounds``
+    alternating blocks of ``repeats`` frames. None when the seed ONNX is not found."""
+    from loftr_ros.matching.matcher import Matcher
+    from loftr_ros.runtime import default_cpu_onnx
+
+    seed_path = _shared_seed_file("LoFTR_teacher.onnx")
+    if seed_path is None:
+        return None
+    reference, sequence = reference_frames(frames)
+    ours_name = f"default model ({os.path.basename(default_cpu_onnx())}), cached reference"
+    seed_name = "seed (its own ONNX), whole pairs"
+    totals: dict = {ours_name: [], seed_name: []}
+    stages: dict = {ours_name: {}, seed_name: {}}
+    block_medians: dict = {ours_name: [], seed_name: []}
+    matches: dict = {ours_name: [], seed_name: []}
+    for _ in range(rounds):
+        for name in (ours_name, seed_name):
+            if name == ours_name:
+                matcher = Matcher.create(backend="onnxruntime", threads=threads)
+                encoded = matcher.encode(reference)
+                def call(frame, m=matcher, ref=encoded):  # noqa: E306
+                    return m.match(ref, frame)
+            else:
+                matcher = Matcher.create(backend="onnxruntime", weights=seed_path,
+                                         preset="seed", threads=threads,
+                                         refinement=SEED_REFINEMENT)
+                def call(frame, m=matcher):  # noqa: E306
+                    return m.match(reference, frame)
+            cycle = iter(range(10 ** 9))
+            _, results = time_calls(lambda: call(sequence[next(cycle) % len(sequence)]),
+                                    repeats, warmup, 1e9)
+            block = [r.timings["total"] for r in results]  # type: ignore[attr-defined]
+            totals[name] += block
+            block_medians[name].append(float(np.median(block)))
+            matches[name] += [len(r) for r in results]  # type: ignore[arg-type]
+            for result in results:
+                for key, value in result.timings.items():  # type: ignore[attr-defined]
+                    stages[name].setdefault(key, []).append(value)
+            matcher.close()
+    ratios = np.array(block_medians[ours_name]) / np.array(block_medians[seed_name])
+    return {"names": (ours_name, seed_name), "totals": totals, "stages": stages,
+            "block_medians": block_medians, "ratios": ratios.tolist(), "matches": matches}
+
+
+def node_path_extras(threads: int, repeats: int) -> Optional[Dict[str, float]]:
+    """Median ms of the node's per-frame work outside ``Matcher.match`` on 640x480 bgr8 frames:
+    sensor_msgs/Image -> array, the ~/matches message, and the debug picture (drawn and
+    converted). None without the ROS message packages."""
+    try:
+        from std_msgs.msg import Header
+
+        from loftr_ros.matching.drawing import draw_matches
+        from loftr_ros.ros.image_conversion import array_to_image_msg, image_msg_to_array
+        from loftr_ros.ros.matches_msg import matches_to_msg
+    except ImportError:
+        return None
+    from loftr_ros.matching.matcher import Matcher
+
+    reference, sequence = reference_frames(2)
+    bgr = cv2.cvtColor(sequence[0], cv2.COLOR_GRAY2BGR)
+    message = array_to_image_msg(bgr, "bgr8", header=Header())
+    matcher = Matcher.create(backend="onnxruntime", threads=threads)
+    result = matcher.match(matcher.encode(reference), bgr)
+    matcher.close()
+    steps = {
+        "image message -> array": lambda: image_msg_to_array(message),
+        "matches message": lambda: matches_to_msg(result.keypoints0, result.keypoints1,
+                                                  result.scores, message.header, (0, 0)),
+        "debug picture (draw + message)": lambda: array_to_image_msg(
+            draw_matches(reference, bgr, result.keypoints0, result.keypoints1, result.scores,
+                         text_lines=["matches"], max_lines=150, max_side=1280), "bgr8",
+            header=message.header),
+    }
+    return {name: float(np.median(time_calls(step, repeats, 2, 1e9)[0]))
+            for name, step in steps.items()}
+
+
+def fixed_reference_markdown(result: dict, extras: Optional[Dict[str, float]]) -> str:
+    ours, seed = result["names"]
+    lines = ["| per frame | median ms | p90 ms | matches | " +
+             " | ".join(f"{stage} ms" for stage in STAGES[:-1]) + " | inference ms |",
+             "|---|---:|---:|---:|" + "---:|" * len(STAGES)]
+    for name in (ours, seed):
+        total = np.array(result["totals"][name])
+        stages = result["stages"][name]
+        cells = [f"{np.median(stages[key]):.1f}" if key in stages else "-"
+                 for key in STAGES[:-1]]
+        lines.append(f"| {name} | {np.median(total):.1f} | {np.percentile(total, 90):.1f} | "
+                     f"{np.mean(result['matches'][name]):.0f} | " + " | ".join(cells) +
+                     f" | {np.median(stages['inference']):.1f} |")
+    ratios = np.array(result["ratios"])
+    lines.append(f"\nPer-round ratio cached reference / seed whole pair: median "
+                 f"{np.median(ratios):.2f} (min {ratios.min():.2f}, max {ratios.max():.2f}) over "
+                 f"{len(ratios)} rounds; block medians ms: ours "
+                 f"{' '.join(f'{m:.0f}' for m in result['block_medians'][ours])}, seed "
+                 f"{' '.join(f'{m:.0f}' for m in result['block_medians'][seed])}.")
+    lines.append("(For the seed, 'encode' only stores the prepared input: its single graph runs "
+                 "whole in 'match_stage'.)")
+    if extras:
+        lines.append("\nRest of the node's per-frame path (median ms): " + ", ".join(
+            f"{name} {value:.2f}" for name, value in extras.items()) + ".")
+    return "\n".join(lines)
+
+
 def bench_baselines(pair, repeats: int, warmup: int, max_seconds: float) -> List[Row]:
     """OpenCV SIFT and ORB as in ``loftr-eval``."""
     from loftr_ros.evaluation import baselines
@@ -342,8 +468,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--estimate-only", action="store_true",
                         help="only the per-frame cost of the node's estimate (homography, "
                              "essential) beside Matcher.match")
+    parser.add_argument("--fixed-reference", action="store_true",
+                        help="only the per-frame time against one encoded reference vs the seed's "
+                             "own ONNX on whole pairs, in --rounds alternating rounds")
+    parser.add_argument("--frames", type=int, default=4,
+                        help="--fixed-reference: distinct frames cycled through (4)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = parser.parse_args(argv)
+    if args.fixed_reference:
+        return main_fixed_reference(args)
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
     unknown = sorted(set(presets) - set(preset_names()))
     if unknown:
@@ -406,6 +539,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "rows": [asdict(r) for r in rows],
             "estimate": [asdict(r) for r in estimate_rows],
             "head_to_head": [asdict(r) for r in (duel or [])]}, indent=1) + "\n")
+    return 0
+
+
+def main_fixed_reference(args: argparse.Namespace) -> int:
+    """``--fixed-reference``: see the module doc."""
+    cv2.setNumThreads(args.threads)
+    rounds = max(1, args.rounds)
+    load_before = os.getloadavg()
+    result = fixed_reference(args.threads, rounds, args.repeats, args.warmup, args.frames)
+    if result is None:
+        print("seed ONNX not found (set LOFTR_SHARED_DIR to the shared folder)", file=sys.stderr)
+        return 1
+    extras = node_path_extras(args.threads, args.repeats)
+    load_after = os.getloadavg()
+    print(f"\nPer-frame latency at 640x480 on CPU, {args.threads} threads ({os.cpu_count()} cores, "
+          f"{cpu_name()}); {rounds} alternating rounds of {args.repeats} frames; load average "
+          f"{load_before[0]:.1f} before, {load_after[0]:.1f} after.\n")
+    print(fixed_reference_markdown(result, extras))
+    if args.json:
+        args.json.write_text(json.dumps({"threads": args.threads, "fixed_reference": result,
+                                         "node_path_extras": extras}, indent=1) + "\n")
     return 0
 
 
