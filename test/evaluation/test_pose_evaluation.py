@@ -339,3 +339,25 @@ def test_motorcycle_disparity_and_intrinsics():
                                            reverse.rotation, reverse.translation,
                                            estimators=("magsac",))
     assert back.pose_error < 3.0
+
+
+def test_default_sets_skip_a_package_that_cannot_be_fetched(tmp_path, monkeypatch, capsys):
+    from loftr_ros.training import data_sources
+
+    def no_apt(package, deb_dir):
+        raise data_sources.DataSourceError("apt-get not found")
+
+    monkeypatch.setattr(data_sources, "download_package", no_apt)
+    with pytest.raises(castle.DatasetError, match="cannot fetch Castle-simu: apt-get not found"):
+        castle.fetch_castle(tmp_path / "cache")
+    folder = _photo_folder(tmp_path)
+    code = evaluate.main(["--synthetic", str(folder), "--pairs-per-image", "1", "--scene-pairs",
+                          "1", "--methods", "orb", "--cache", str(tmp_path / "cache"),
+                          "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "skipping data set 'castle'" in captured.err and "## castle" not in captured.out
+    assert "## scenes3d: 1 pairs" in captured.out
+    # Named, the same set stops the run.
+    assert evaluate.main(["--sets", "castle", "--cache", str(tmp_path / "cache"),
+                          "--no-progress"]) == 2
