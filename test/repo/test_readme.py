@@ -150,3 +150,21 @@ def test_matches_consumer_example_reads_the_real_message(readme):
     with contextlib.redirect_stdout(out):
         namespace["on_matches"](empty)
     assert out.getvalue().strip() == "0 matches, mean score 0.00"
+
+
+def test_python_api_example_runs(readme):
+    """The README's Python API block, run on two frames of a moving camera."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
+    from loftr_ros.synthetic.virtual_camera import make_sequence
+
+    marker = readme.index("<!-- example: python-api")
+    code = next(body for start, lang, body in _code_blocks(readme)
+                if start > marker and lang == "python")
+    frames, _ = make_sequence(3, (320, 240), step=1.5)
+    namespace = {"img0": frames[0], "img1": frames[2]}
+    exec(compile(code, "README.md (python-api)", "exec"), namespace)
+    plain = namespace["m"].match(frames[0], frames[2])
+    res = namespace["res"]
+    assert len(res) > 50 and res.keypoints0.shape == (len(res), 2)
+    np.testing.assert_array_equal(res.keypoints1, plain.keypoints1)
+    np.testing.assert_array_equal(res.scores, plain.scores)
