@@ -43,7 +43,9 @@ from loftr_ros.evaluation import baselines, metrics, pose_metrics
 from loftr_ros.evaluation.datasets import HomographyPair
 from loftr_ros.evaluation.pose_datasets import PosePair
 
-METHOD_NAMES = ("model", "seed", "seed-torch", "sift", "orb")
+#: ``model-cached``: the ``model`` matcher through the path the ROS node takes: image 0 encoded
+#: first (``Matcher.encode``), then matched with image 1 (same matches as ``model`` by design)
+METHOD_NAMES = ("model", "model-cached", "seed", "seed-torch", "sift", "orb")
 DEFAULT_METHODS = ("model", "seed", "sift", "orb")
 SEED_ONNX = "LoFTR_teacher.onnx"
 SEED_TORCH = "LoFTR_teacher.pt"
@@ -119,6 +121,12 @@ def build_method(name: str, backend: str = "onnxruntime", weights: Optional[str]
                                   refinement=refinement)
         label = weights or "bundled default"
         return Method(name, matcher.match, f"{backend}, {label}, refinement {refinement}")
+    if name == "model-cached":
+        matcher = _create_matcher(threads, backend=backend, weights=weights, preset=preset,
+                                  refinement=refinement)
+        label = weights or "bundled default"
+        return Method(name, lambda image0, image1: matcher.match(matcher.encode(image0), image1),
+                      f"{backend}, {label}, refinement {refinement}, image 0 encoded first")
     if name == "seed":
         path = seed_weights_file(SEED_ONNX)
         matcher = _create_matcher(threads, backend="onnxruntime", weights=str(path),
