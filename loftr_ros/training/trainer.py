@@ -423,9 +423,13 @@ class Trainer:
                 # pairs of the steps already done.
                 subset = torch.utils.data.Subset(
                     self.dataset, indices[first_step * self.config.batch_size:])
+                # Workers start in fresh interpreters: a forked child inherits OpenCV's thread
+                # pool without its threads and can hang in its first parallel call.
                 loader = DataLoader(subset, batch_size=self.config.batch_size, shuffle=False,
                                     num_workers=self.config.workers, drop_last=True,
-                                    worker_init_fn=_single_threaded_worker)
+                                    worker_init_fn=_single_threaded_worker,
+                                    multiprocessing_context="spawn" if self.config.workers
+                                    else None)
                 bar = tqdm(total=self.steps_per_epoch, initial=first_step,
                            desc=f"epoch {self.epoch + 1}/{self.config.epochs}",
                            disable=not (progress and self.is_main), dynamic_ncols=True)

@@ -197,7 +197,8 @@ def test_mixed_training_resumes_inside_an_epoch(tiny_data: str, tmp_path) -> Non
     log = [json.loads(line) for line in open(full.log_path)]
     assert any("val_precision_3px" in record for record in log)
 
-    stopped = Trainer(_tiny_config(tiny_data, str(tmp_path / "stopped"), **changes))
+    # a loader worker process makes the same pairs
+    stopped = Trainer(_tiny_config(tiny_data, str(tmp_path / "stopped"), workers=1, **changes))
     step = stopped.train_step
 
     def stop_after_five(batch):
