@@ -226,3 +226,27 @@ def test_homography_pair_wraps_make_pair(photo_gray: np.ndarray) -> None:
     ok = np.all(np.isfinite(returned), axis=1)
     assert np.percentile(np.linalg.norm(returned[ok] - np.stack([cols, rows], 1)[ok], axis=1),
                          99) < 0.05
+
+
+def test_texture_follows_the_geometry(textures: List[np.ndarray]) -> None:
+    """Without camera effects, a textured pixel of view 0 has the grey value of view 1 where
+    the field sends it, and not 3 px beside it."""
+    params = SceneParams(corridor_probability=0.0, room_width=(5.0, 5.0), room_length=(7.0, 7.0),
+                         room_height=(3.0, 3.0), low_texture_probability=0.0)
+    rng = np.random.default_rng(1)
+    scene = empty_room(rng, textures, params)
+    add_box(rng, scene, np.array([2.0, 4.0, 0.5]), np.array([0.5, 0.4, 0.5]), 0.4, params)
+    k = intrinsics_for(WIDTH, HEIGHT, 70.0)
+    camera0 = look_at(k, np.array([2.5, 0.8, 1.4]), np.array([2.3, 7.0, 1.0]))
+    camera1 = look_at(k, np.array([3.4, 1.5, 1.1]), np.array([2.0, 6.0, 1.3]), roll_deg=-8.0)
+    pair = render_scene_pair(scene, camera0, camera1, WIDTH, HEIGHT)
+    image0 = pair.image0.astype(np.float64)
+    gradient = np.hypot(*np.gradient(image0))
+    check = pair.valid0 & (gradient > 20)
+    assert check.sum() > 2000
+    landing = pair.field0to1[check]
+    diff = np.abs(_bilinear(pair.image1.astype(np.float64), landing) - image0[check])
+    shifted = np.abs(_bilinear(pair.image1.astype(np.float64), landing + [3.0, 0.0])
+                     - image0[check])
+    assert np.nanmedian(diff) < 0.3 * np.nanmedian(shifted), (np.nanmedian(diff),
+                                                              np.nanmedian(shifted))
