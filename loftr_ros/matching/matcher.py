@@ -22,7 +22,7 @@ import numpy as np
 
 from loftr_ros.matching.encoded import EncodedImage
 from loftr_ros.matching.photometric import photometric_image
-from loftr_ros.matching.postprocess import MatchingOptions, match_confidence
+from loftr_ros.matching.postprocess import MatchingOptions, cell_to_pixel, match_confidence
 from loftr_ros.matching.preprocess import InputTransform, prepare
 from loftr_ros.model.presets import ModelConfig
 from loftr_ros.runtime import create_runtime
@@ -179,15 +179,24 @@ class Matcher:
         in place of the image, as often as wanted; only this matcher's model, file and input size
         accept it. ValueError for an unusable image."""
         model_input, transform = self.prepare(image)
-        return self._encode_prepared(model_input, transform)
+        return self._encode_prepared(model_input, transform, templates=True)
 
-    def _encode_prepared(self, model_input: np.ndarray, transform: InputTransform
-                         ) -> EncodedImage:
+    def _encode_prepared(self, model_input: np.ndarray, transform: InputTransform,
+                         templates: bool = False) -> EncodedImage:
+        """``templates``: also the photometric templates on the coarse grid, where the matches
+        of an image 0 sit (worth it for an image matched many times)."""
         with self._lock:
             features = self.runtime.encode(model_input)
+        grid = None
+        if templates:
+            width, height = self.runtime.input_size
+            stride = self.config.coarse_stride
+            grid_w = width // stride
+            grid = cell_to_pixel(np.arange(grid_w * (height // stride)), grid_w, stride)
         return EncodedImage(model_identity=self.runtime.model_identity, policy=self.policy,
                             input=model_input, transform=transform, features=features,
-                            photometric=photometric_image(model_input[0, 0]))
+                            photometric=photometric_image(model_input[0, 0],
+                                                          template_points=grid))
 
     def check_encoded(self, encoded: EncodedImage) -> None:
         """ValueError unless this matcher made ``encoded`` (same model, file and input size)."""

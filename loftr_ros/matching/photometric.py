@@ -37,7 +37,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Dict, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -216,22 +216,30 @@ def _unit_gray(image: np.ndarray, name: str) -> np.ndarray:
 @dataclass(frozen=True)
 class PhotometricImage:
     """What the refinement needs of one image, independent of the other image: the image as
-    float32 [H,W] in [0, 1] and its half-resolution level (``cv2.pyrDown``), both read-only."""
+    float32 [H,W] in [0, 1] and its half-resolution level (``cv2.pyrDown``), both read-only, and
+    optionally its templates at fixed points (:class:`TemplateBank`), used where it is image 0."""
 
     full: np.ndarray
     half: np.ndarray
+    templates: Optional["TemplateBank"] = None
 
 
-def photometric_image(image: Union[np.ndarray, PhotometricImage], name: str = "image"
-                      ) -> PhotometricImage:
-    """The :class:`PhotometricImage` of a single-channel image (see the module doc for types)."""
+def photometric_image(image: Union[np.ndarray, PhotometricImage], name: str = "image",
+                      template_points: Optional[np.ndarray] = None,
+                      radius: int = PhotometricSettings.patch_radius) -> PhotometricImage:
+    """The :class:`PhotometricImage` of a single-channel image (see the module doc for types);
+    with ``template_points`` [M,2] (pixels, e.g. the model's coarse grid, where image-0 matches
+    sit) also its templates there, so matching it as image 0 skips making them."""
     if isinstance(image, PhotometricImage):
         return image
     full = _unit_gray(image, name)
     half = cv2.pyrDown(full)
     full.setflags(write=False)
     half.setflags(write=False)
-    return PhotometricImage(full=full, half=half)
+    bank = None
+    if template_points is not None:
+        bank = TemplateBank.of(full, half, np.asarray(template_points, np.float64), radius)
+    return PhotometricImage(full=full, half=half, templates=bank)
 
 
 def _patch_grid(radius: int) -> np.ndarray:
@@ -247,19 +255,17 @@ def _gaussian_window(radius: int) -> np.ndarray:
     return (window / window.sum()).astype(np.float32)
 
 
-class _Alignment:
-    """Image-0 templates around ``points0`` and their image-1 partners under local affines, with
-    everything inverse-compositional Gauss-Newton needs precomputed (the Jacobian is the
-    template's own gradient). Shifts are [n,2] in image-0 pixels.
+class _Templates:
+    """Image-0 templates around ``points0`` with everything inverse-compositional Gauss-Newton
+    needs of them (the Jacobian is the template's own gradient); image 0 alone decides them.
 
-    Every window sum an iteration needs comes from one pass over the image-1 samples: the rows of
-    ``self.weights`` [n,4,Q] are the window, the window-weighted normalised Jacobian (x, y) and
-    the window-weighted normalised template.
+    The rows of ``self.weights`` [n,4,Q] are the window, the window-weighted normalised Jacobian
+    (x, y) and the window-weighted normalised template.
     """
 
-    def __init__(self, image0: np.ndarray, image1: np.ndarray, points0: np.ndarray,
-                 points1: np.ndarray, linear: np.ndarray, radius: int) -> None:
+    def __init__(self, image0: np.ndarray, points0: np.ndarray, radius: int) -> None:
         count = len(points0)
+        self.radius = radius
         side = 2 * radius + 3
         grid = _patch_grid(radius + 1).reshape(-1, 2)
         extended = _sample(image0, points0, grid[:, 0], grid[:, 1]).reshape(count, side, side)
@@ -291,16 +297,66 @@ class _Alignment:
                                           1.0)[:, None, None]
         self.jacobian_sum = weights[:, 1:3].sum(2)                            # [n,2]
         self.jacobian_template = np.einsum("nkq,nq->nk", weights[:, 1:3], normalised0)
-        self.image1, self.points1, self.linear = image1, points1, linear
-        offset_x, offset_y = _patch_grid(radius).reshape(-1, 2).T               # [Q] each
-        matrices = linear.astype(np.float32)
-        self.offsets_x = matrices[:, 0, :1] * offset_x + matrices[:, 0, 1:] * offset_y  # [n,Q]
-        self.offsets_y = matrices[:, 1, :1] * offset_x + matrices[:, 1, 1:] * offset_y
+
+    def take(self, rows: np.ndarray) -> "_Templates":
+        """The templates of ``rows`` (indices)."""
+        subset = object.__new__(_Templates)
+        subset.radius, subset.window = self.radius, self.window
+        for name in ("contrast", "weights", "determinant", "conditioning", "inverse",
+                     "jacobian_sum", "jacobian_template"):
+            setattr(subset, name, getattr(self, name)[rows])
+        return subset
 
     def textured(self, min_contrast: float, min_conditioning: float) -> np.ndarray:
         """bool [n]: templates with contrast and a well-conditioned Gauss-Newton matrix."""
         return ((self.contrast >= min_contrast) & (self.determinant > 1e-6)
                 & (self.conditioning >= min_conditioning))
+
+
+class TemplateBank:
+    """An image's templates (both levels) at fixed points, made once: the reference's on the
+    model's coarse grid. Its rows are bitwise those :class:`_Templates` makes for any subset."""
+
+    def __init__(self, points: np.ndarray, full: _Templates, half: _Templates) -> None:
+        self.radius = full.radius
+        self._rows = {(float(x), float(y)): row for row, (x, y) in enumerate(points)}
+        self.full, self.half = full, half
+
+    @classmethod
+    def of(cls, full: np.ndarray, half: np.ndarray, points: np.ndarray, radius: int
+           ) -> "TemplateBank":
+        """Templates of the image levels ``full``/``half`` at ``points`` [M,2] (full pixels)."""
+        return cls(points, _Templates(full, points, radius), _Templates(half, points / 2, radius))
+
+    def rows(self, points: np.ndarray) -> Optional[np.ndarray]:
+        """Row indices [n] of ``points`` [n,2], or None unless the bank holds every one."""
+        found = [self._rows.get((float(x), float(y))) for x, y in points]
+        if any(row is None for row in found):
+            return None
+        return np.asarray(found, dtype=np.int64)
+
+
+class _Alignment:
+    """Image-0 templates (:class:`_Templates`) and their image-1 partners under local affines.
+    Shifts are [n,2] in image-0 pixels. Every window sum an iteration needs comes from one pass
+    over the image-1 samples (against the rows of the templates' ``weights``)."""
+
+    def __init__(self, templates: _Templates, image1: np.ndarray, points1: np.ndarray,
+                 linear: np.ndarray) -> None:
+        self.templates = templates
+        self.window, self.weights = templates.window, templates.weights
+        self.inverse = templates.inverse
+        self.jacobian_sum = templates.jacobian_sum
+        self.jacobian_template = templates.jacobian_template
+        self.image1, self.points1, self.linear = image1, points1, linear
+        offset_x, offset_y = _patch_grid(templates.radius).reshape(-1, 2).T      # [Q] each
+        matrices = linear.astype(np.float32)
+        self.offsets_x = matrices[:, 0, :1] * offset_x + matrices[:, 0, 1:] * offset_y  # [n,Q]
+        self.offsets_y = matrices[:, 1, :1] * offset_x + matrices[:, 1, 1:] * offset_y
+
+    def textured(self, min_contrast: float, min_conditioning: float) -> np.ndarray:
+        """bool [n]: see :meth:`_Templates.textured`."""
+        return self.templates.textured(min_contrast, min_conditioning)
 
     def _sums(self, shift: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """Window sums over the image-1 patches moved by ``shift``: ([n,4] of samples times
@@ -341,9 +397,11 @@ def _worker_pool(workers: int) -> ThreadPoolExecutor:
 
 def _refine_rows(images: Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
                  keypoints0: np.ndarray, keypoints1: np.ndarray, rows: slice,
-                 settings: PhotometricSettings) -> Tuple[np.ndarray, np.ndarray]:
+                 settings: PhotometricSettings, bank: Optional[TemplateBank] = None
+                 ) -> Tuple[np.ndarray, np.ndarray]:
     """The refinement of the matches ``rows`` of the finite [N,2] keypoints (the local affines
-    use all of them). ``images``: image 0, image 1 and their half-resolution versions.
+    use all of them). ``images``: image 0, image 1 and their half-resolution versions; ``bank``:
+    image 0's templates, where it has them.
 
     Returns (float64 [R,2] image-1 positions, bool [R] which moved).
     """
@@ -370,9 +428,15 @@ def _refine_rows(images: Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
         return refined, moved
     points0, points1, linear = points0[index], points1[index], linear[index]
 
-    coarse = _Alignment(half0, half1, points0 / 2, points1 / 2, linear, radius)
+    bank_rows = bank.rows(points0) if bank is not None and bank.radius == radius else None
+    if bank_rows is None:
+        coarse_templates = _Templates(half0, points0 / 2, radius)
+        fine_templates = _Templates(image0, points0, radius)
+    else:
+        coarse_templates, fine_templates = bank.half.take(bank_rows), bank.full.take(bank_rows)
+    coarse = _Alignment(coarse_templates, half1, points1 / 2, linear)
     shift = 2.0 * coarse.gauss_newton(np.zeros((len(index), 2)), settings.iterations)
-    fine = _Alignment(image0, image1, points0, points1, linear, radius)
+    fine = _Alignment(fine_templates, image1, points1, linear)
     shift = fine.gauss_newton(shift, settings.iterations)
     ncc_start = fine.ncc(np.zeros((len(index), 2)))
     ncc_final = fine.ncc(shift)
@@ -411,11 +475,12 @@ def refine_photometric(image0: Union[np.ndarray, PhotometricImage],
     parts = max(1, min(settings.workers, len(finite) // _MIN_ROWS_PER_WORKER))
     bounds = np.linspace(0, len(finite), parts + 1).astype(int)
     chunks = [slice(bounds[i], bounds[i + 1]) for i in range(parts)]
+    bank = level0.templates
     if parts == 1:
-        results = [_refine_rows(images, points0, points1, chunks[0], settings)]
+        results = [_refine_rows(images, points0, points1, chunks[0], settings, bank)]
     else:
         results = list(_worker_pool(settings.workers).map(
-            lambda rows: _refine_rows(images, points0, points1, rows, settings), chunks))
+            lambda rows: _refine_rows(images, points0, points1, rows, settings, bank), chunks))
     for rows, (positions, shifted) in zip(chunks, results):
         refined[finite[rows]] = positions.astype(np.float32)
         moved[finite[rows]] = shifted

@@ -35,6 +35,8 @@ def test_encoded_sides_give_the_plain_matches(backend: str, photo_pair: tuple,
     assert len(plain) > 50
     reference, current = matcher.encode(image0), matcher.encode(image1)
     assert reference.original_size == (640, 480) and current.original_size == (620, 400)
+    # the photometric templates on the coarse grid come with the encoding (used as image 0)
+    assert reference.photometric.templates is not None
     for left, right in ((reference, image1), (image0, current), (reference, current)):
         _same(matcher.match(left, right), plain)
     _same(matcher.match(reference, image1), plain)   # reusable
