@@ -34,7 +34,6 @@ from ros_helpers import (  # noqa: E402
     SEED_ONNX,
     RosClient,
     RosProcess,
-    bundled_onnx_exists,
     diagnostic_values,
     wait_for,
 )
@@ -42,6 +41,7 @@ from ros_helpers import (  # noqa: E402
 from loftr_ros.cli import size_argument  # noqa: E402
 from loftr_ros.ros import interface as api  # noqa: E402
 from loftr_ros.ros.image_conversion import array_to_image_msg  # noqa: E402
+from loftr_ros.runtime import default_weights  # noqa: E402
 from loftr_ros.synthetic.virtual_camera import make_sequence  # noqa: E402
 
 NAMESPACE = "/bench"
@@ -73,7 +73,8 @@ def node_args(args: argparse.Namespace) -> List[str]:
                 "-p", f"backend:={args.backend}", "-p", "diagnostics_period:=1.0",
                 "-p", f"threads:={args.threads}", "-p", f"refinement:={args.refinement}"]
     weights, preset = args.weights, args.preset
-    if weights is None and not bundled_onnx_exists() and os.path.isfile(SEED_ONNX):
+    if weights is None and not os.path.isfile(default_weights("onnx")) and \
+            os.path.isfile(SEED_ONNX):
         weights, preset = SEED_ONNX, preset or "seed"
     if weights:
         ros_args += ["-p", f"weights:={os.path.abspath(weights)}"]
