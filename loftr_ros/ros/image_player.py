@@ -195,7 +195,8 @@ def main(args: Optional[List[str]] = None) -> int:
     try:
         while rclpy.ok() and not state["done"]:
             rclpy.spin_once(node, timeout_sec=0.1)
-        node.get_logger().info(f"done: {state['sent']} frames published")
+        if rclpy.ok():  # after Ctrl-C the context is gone and /rosout with it
+            node.get_logger().info(f"done: {state['sent']} frames published")
     except (KeyboardInterrupt, ExternalShutdownException):
         ignore_stop_signals()
     except FrameSourceError as exc:
