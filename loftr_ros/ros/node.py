@@ -106,7 +106,7 @@ class StartupError(RuntimeError):
 
 
 def qos_profile(kind: str) -> QoSProfile:
-    """The QoS profile of one of the ``ros_interface.QOS_*`` kinds."""
+    """The QoS profile of one of the ``interface.QOS_*`` kinds."""
     if kind == api.QOS_SENSOR_DATA:
         return QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
                           reliability=ReliabilityPolicy.BEST_EFFORT,
