@@ -168,6 +168,7 @@ def test_matches_follow_the_known_homography(client, node, frames):
         matches = matches_from_msg(msg)
         assert matches.ref_stamp == reference_stamp
         assert np.all((matches.scores >= 0) & (matches.scores <= 1))
+        assert matches.inliers.all(), "estimate: none flags every match an inlier"
         truth = relative_homography(homographies[ref_index], homographies[index])
         errors = transfer_error(truth, matches.ref, matches.cur)
         if len(errors) >= MIN_MATCHES and np.mean(errors < TOLERANCE_PX) >= MIN_INLIER_FRACTION:
