@@ -90,9 +90,10 @@ TOPICS: Tuple[TopicSpec, ...] = (
               "an unknown format or an empty message is skipped (counted as rejected) with a "
               "throttled warning"),
     TopicSpec(SUB, CAMERA_INFO_TOPIC, "sensor_msgs/msg/CameraInfo", QOS_SENSOR_DATA,
-              "only with `estimate: essential`: the camera's intrinsics `K` (the reference keeps "
-              "the ones received last before it was set). Missing or all-zero: a throttled "
-              "warning and no pose"),
+              "only with `estimate: essential`: the camera's intrinsics `K` and distortion `D` "
+              "(plumb_bob, rational_polynomial); the reference keeps the ones received last "
+              "before it was set (or the first after, if none had come). Missing, all-zero or "
+              "for another image size: a throttled warning and no pose"),
     TopicSpec(SRV, SET_REFERENCE_SERVICE, "std_srvs/srv/Trigger", "services_default",
               "the newest received frame becomes the reference; fails with a clear message when "
               "no frame was received yet or the newest cannot be used (a frame that would be "
