@@ -61,9 +61,9 @@ class OnnxRuntime(InferenceRuntime):
         if threads:
             self._options.intra_op_num_threads = int(threads)
             self._options.inter_op_num_threads = 1
-        # Idle intra-op threads spin after each run (onnxruntime's default), and that stays on.
-        # On a 2-core VM, turning it off made the node far slower though a bare Matcher.match
-        # loop got faster:
+        # Idle intra-op threads spin after each run (onnxruntime's default), and that stays on for
+        # a single graph. On a 2-core VM, turning it off made the node far slower though a bare
+        # Matcher.match loop got faster:
         # - "session.intra_op.allow_spinning" = "0": match post-processing 24 -> 17 ms, but
         #   bench_node latency p95 75-82 -> 500-870 ms;
         # - "session.force_spinning_stop" = "1" (spin within a run only): whole match about
@@ -77,6 +77,13 @@ class OnnxRuntime(InferenceRuntime):
         session = self._open(onnx_path)
         config = model_config_of_onnx(session, onnx_path, preset)
         files = two_stage_files(onnx_path, read_onnx_metadata(session))
+        if files is not None:
+            # Two sessions run one after the other, each with its own threads: the idle one's
+            # spinning threads took the cores from the busy one. 640x480 frames against an
+            # encoded reference, 2 threads, 2-core VM under load: 406 ms per frame with both
+            # spinning, 288 with the encoder's stopped, 163 with neither spinning.
+            self._options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            session = self._open(onnx_path)
         self.matcher_path: Optional[str] = None
         if files is None:
             self.path = onnx_path
