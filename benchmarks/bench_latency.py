@@ -268,9 +268,12 @@ def fixed_reference(threads: int, rounds: int, repeats: int, warmup: int, frames
                     ) -> Optional[dict]:
     """Per-frame time against one encoded reference (the default CPU model, its default
     refinement) and the seed's own ONNX on whole pairs (``expectation``), in ``rounds``
-    alternating blocks of ``repeats`` frames. None when the seed ONNX is not found."""
+    alternating blocks of ``repeats`` frames. The seed runs twice: as the onnxruntime backend
+    runs a single graph (idle threads spinning) and with the idle threads stopped, as the
+    backend runs a two-stage model. None when the seed ONNX is not found."""
     from loftr_ros.matching.matcher import Matcher
     from loftr_ros.runtime import default_cpu_onnx
+    from loftr_ros.runtime.onnx_runtime import OnnxRuntime
 
     seed_path = _shared_seed_file("LoFTR_teacher.onnx")
     if seed_path is None:
@@ -278,21 +281,23 @@ def fixed_reference(threads: int, rounds: int, repeats: int, warmup: int, frames
     reference, sequence = reference_frames(frames)
     ours_name = f"default model ({os.path.basename(default_cpu_onnx())}), cached reference"
     seed_name = "seed (its own ONNX), whole pairs"
-    totals: dict = {ours_name: [], seed_name: []}
-    stages: dict = {ours_name: {}, seed_name: {}}
-    block_medians: dict = {ours_name: [], seed_name: []}
-    matches: dict = {ours_name: [], seed_name: []}
+    still_name = "seed (its own ONNX), whole pairs, idle threads not spinning"
+    names = (ours_name, seed_name, still_name)
+    totals: dict = {name: [] for name in names}
+    stages: dict = {name: {} for name in names}
+    block_medians: dict = {name: [] for name in names}
+    matches: dict = {name: [] for name in names}
     for _ in range(rounds):
-        for name in (ours_name, seed_name):
+        for name in names:
             if name == ours_name:
                 matcher = Matcher.create(backend="onnxruntime", threads=threads)
                 encoded = matcher.encode(reference)
                 def call(frame, m=matcher, ref=encoded):  # noqa: E306
                     return m.match(ref, frame)
             else:
-                matcher = Matcher.create(backend="onnxruntime", weights=seed_path,
-                                         preset="seed", threads=threads,
-                                         refinement=SEED_REFINEMENT)
+                matcher = Matcher(OnnxRuntime(seed_path, preset="seed", threads=threads,
+                                              idle_spinning=None if name == seed_name else
+                                              False), refinement=SEED_REFINEMENT)
                 def call(frame, m=matcher):  # noqa: E306
                     return m.match(reference, frame)
             cycle = iter(range(10 ** 9))
@@ -306,9 +311,10 @@ def fixed_reference(threads: int, rounds: int, repeats: int, warmup: int, frames
                 for key, value in result.timings.items():  # type: ignore[attr-defined]
                     stages[name].setdefault(key, []).append(value)
             matcher.close()
-    ratios = np.array(block_medians[ours_name]) / np.array(block_medians[seed_name])
-    return {"names": (ours_name, seed_name), "totals": totals, "stages": stages,
-            "block_medians": block_medians, "ratios": ratios.tolist(), "matches": matches}
+    ratios = {name: (np.array(block_medians[ours_name]) / np.array(block_medians[name])).tolist()
+              for name in (seed_name, still_name)}
+    return {"names": names, "totals": totals, "stages": stages,
+            "block_medians": block_medians, "ratios": ratios, "matches": matches}
 
 
 def node_path_extras(threads: int, repeats: int) -> Optional[Dict[str, float]]:
@@ -345,11 +351,10 @@ def node_path_extras(threads: int, repeats: int) -> Optional[Dict[str, float]]:
 
 
 def fixed_reference_markdown(result: dict, extras: Optional[Dict[str, float]]) -> str:
-    ours, seed = result["names"]
     lines = ["| per frame | median ms | p90 ms | matches | " +
              " | ".join(f"{stage} ms" for stage in STAGES[:-1]) + " | inference ms |",
              "|---|---:|---:|---:|" + "---:|" * len(STAGES)]
-    for name in (ours, seed):
+    for name in result["names"]:
         total = np.array(result["totals"][name])
         stages = result["stages"][name]
         cells = [f"{np.median(stages[key]):.1f}" if key in stages else "-"
@@ -357,12 +362,15 @@ def fixed_reference_markdown(result: dict, extras: Optional[Dict[str, float]]) -
         lines.append(f"| {name} | {np.median(total):.1f} | {np.percentile(total, 90):.1f} | "
                      f"{np.mean(result['matches'][name]):.0f} | " + " | ".join(cells) +
                      f" | {np.median(stages['inference']):.1f} |")
-    ratios = np.array(result["ratios"])
-    lines.append(f"\nPer-round ratio cached reference / seed whole pair: median "
-                 f"{np.median(ratios):.2f} (min {ratios.min():.2f}, max {ratios.max():.2f}) over "
-                 f"{len(ratios)} rounds; block medians ms: ours "
-                 f"{' '.join(f'{m:.0f}' for m in result['block_medians'][ours])}, seed "
-                 f"{' '.join(f'{m:.0f}' for m in result['block_medians'][seed])}.")
+    lines.append("")
+    for name, values in result["ratios"].items():
+        ratios = np.array(values)
+        lines.append(f"Per-round ratio cached reference / {name}: median "
+                     f"{np.median(ratios):.2f} (min {ratios.min():.2f}, max {ratios.max():.2f}) "
+                     f"over {len(ratios)} rounds.")
+    lines.append("Block medians ms: " + "; ".join(
+        f"{name}: {' '.join(f'{m:.0f}' for m in result['block_medians'][name])}"
+        for name in result["names"]) + ".")
     lines.append("(For the seed, 'encode' only stores the prepared input: its single graph runs "
                  "whole in 'match_stage'.)")
     if extras:

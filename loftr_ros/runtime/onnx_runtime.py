@@ -39,6 +39,14 @@ class OnnxRuntime(InferenceRuntime):
     """Runs an exported loftr_ros ONNX model (two-stage or single graph, or the seed's) with
     onnxruntime.
 
+    Args:
+        onnx_path: a single graph, or either graph of a two-stage model.
+        preset: for ONNX files without loftr_ros metadata (the seed's).
+        threads: intra-op threads (None: onnxruntime's default).
+        providers: onnxruntime execution providers (default: CUDA where present, CPU).
+        idle_spinning: whether idle intra-op threads spin after a run; None = the default
+            (a single graph: yes; a two-stage model's two sessions: no, see below).
+
     Attributes:
         path: the file given (for a two-stage model given by its matcher: its encoder).
         matcher_path: the matcher graph of a two-stage model, else None.
@@ -47,7 +55,8 @@ class OnnxRuntime(InferenceRuntime):
     name = "onnxruntime"
 
     def __init__(self, onnx_path: str, preset: Optional[str] = None, threads: Optional[int] = None,
-                 providers: Optional[List[str]] = None) -> None:
+                 providers: Optional[List[str]] = None,
+                 idle_spinning: Optional[bool] = None) -> None:
         try:
             import onnxruntime
         except ImportError:
@@ -74,10 +83,12 @@ class OnnxRuntime(InferenceRuntime):
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
                          if p in available]
         self._providers = providers
+        if idle_spinning is False:
+            self._options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = self._open(onnx_path)
         config = model_config_of_onnx(session, onnx_path, preset)
         files = two_stage_files(onnx_path, read_onnx_metadata(session))
-        if files is not None:
+        if files is not None and idle_spinning is None:
             # Two sessions run one after the other, each with its own threads: the idle one's
             # spinning threads took the cores from the busy one. 640x480 frames against an
             # encoded reference, 2 threads, 2-core VM under load: 406 ms per frame with both
