@@ -312,6 +312,7 @@ def test_two_stage_model_builds_two_engines_under_one_key(tmp_path):
     encoder_engine, matcher_engine = (call["engine_path"] for call in builder.calls)
     assert path == encoder_engine and encoder_engine.endswith("-encoder.engine")
     assert matcher_engine == encoder_engine.replace("-encoder.engine", "-matcher.engine")
+    assert os.path.basename(path).startswith("two-")   # the model's name, not its encoder's
     assert "-64x48-fp16-trt8.5.2.2-orin-sm87-" in os.path.basename(path)
     encoder_meta = engine_cache.read_engine_metadata(encoder_engine)
     matcher_meta = engine_cache.read_engine_metadata(matcher_engine)

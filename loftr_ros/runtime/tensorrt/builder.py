@@ -5,6 +5,7 @@ TensorRT and pycuda are imported inside the functions that need them.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -285,6 +286,9 @@ def get_or_build_engine(onnx_path: str, cache_dir: Optional[str] = None,
     model_hash = hashlib.sha256((file_sha256(stages[0]) + file_sha256(stages[1])).encode()
                                 ).hexdigest()
     key = engine_key(stages[0], precision, platform, model_hash=model_hash)
+    suffix = f"_{ENCODER_STAGE}"
+    if key.model_name.endswith(suffix):   # lite_encoder.onnx -> lite-<hash>-...-encoder.engine
+        key = dataclasses.replace(key, model_name=key.model_name[:-len(suffix)])
     paths = [os.path.join(folder, key.file_name(f"-{stage}"))
              for stage in (ENCODER_STAGE, MATCHER_STAGE)]
     usable = [_usable_cached(path, platform, rebuild, log) for path in paths]
