@@ -52,6 +52,18 @@ Encoding = Dict[str, np.ndarray]
 LOGGER = logging.getLogger("loftr_ros.runtime")
 
 
+def match_outputs(conf_matrix: np.ndarray, encoding0: Encoding,
+                  encoding1: Encoding) -> Dict[str, np.ndarray]:
+    """A two-stage match's outputs: the matcher stage's ``conf_matrix`` [L,S] and, for models
+    with a fine stage, each encoding's ``fine_feat`` [C,H/f,W/f] as ``fine_feat0`` /
+    ``fine_feat1`` (the fine maps depend on one image only, so the encoder makes them)."""
+    outputs = {CONF_MATRIX: conf_matrix}
+    if FINE_FEAT in encoding0:
+        outputs[FINE_FEAT0] = encoding0[FINE_FEAT]
+        outputs[FINE_FEAT1] = encoding1[FINE_FEAT]
+    return outputs
+
+
 class LoftrRuntimeError(Exception):
     """Base class of the clear, user-facing errors raised by runtimes."""
 

@@ -26,6 +26,7 @@ from loftr_ros.runtime.base import (
     Encoding,
     InferenceRuntime,
     ModelLoadError,
+    match_outputs,
 )
 from loftr_ros.runtime.onnx_info import model_config_of_onnx, read_onnx_metadata, two_stage_files
 
@@ -176,11 +177,7 @@ class OnnxRuntime(InferenceRuntime):
         conf = self.matcher_session.run([CONF_MATRIX], {
             COARSE_FEAT0: encoding0[COARSE_FEAT][None], COARSE_FEAT1: encoding1[COARSE_FEAT][None]
         })[0]
-        outputs = {CONF_MATRIX: conf[0]}
-        if FINE_FEAT in encoding0:
-            outputs[FINE_FEAT0] = encoding0[FINE_FEAT]
-            outputs[FINE_FEAT1] = encoding1[FINE_FEAT]
-        return outputs
+        return match_outputs(conf[0], encoding0, encoding1)
 
     def run(self, image0: np.ndarray, image1: np.ndarray) -> Dict[str, np.ndarray]:
         self.check_inputs(image0, image1)

@@ -12,12 +12,12 @@ from loftr_ros.model.network import CoarseLoFTR
 from loftr_ros.runtime.base import (
     COARSE_FEAT,
     CONF_MATRIX,
-    FINE_FEAT,
     FINE_FEAT0,
     FINE_FEAT1,
     Encoding,
     InferenceRuntime,
     ModelLoadError,
+    match_outputs,
 )
 
 
@@ -69,11 +69,8 @@ class TorchRuntime(InferenceRuntime):
             outputs = self.model.match_encoded(
                 torch.from_numpy(np.array(encoding0[COARSE_FEAT][None])).to(self.device),
                 torch.from_numpy(np.array(encoding1[COARSE_FEAT][None])).to(self.device))
-        result = {CONF_MATRIX: outputs["conf_matrix"][0].float().cpu().numpy()}
-        if FINE_FEAT in encoding0:
-            result[FINE_FEAT0] = encoding0[FINE_FEAT]
-            result[FINE_FEAT1] = encoding1[FINE_FEAT]
-        return result
+        return match_outputs(outputs["conf_matrix"][0].float().cpu().numpy(), encoding0,
+                             encoding1)
 
     def run(self, image0: np.ndarray, image1: np.ndarray) -> Dict[str, np.ndarray]:
         self.check_inputs(image0, image1)

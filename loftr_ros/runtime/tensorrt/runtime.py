@@ -44,6 +44,7 @@ from loftr_ros.runtime.base import (
     InputSizeError,
     LoftrRuntimeError,
     ModelLoadError,
+    match_outputs,
 )
 from loftr_ros.runtime.onnx_runtime import FOREIGN_INPUT_NAMES, FOREIGN_OUTPUT_NAMES
 from loftr_ros.runtime.tensorrt.cache import engine_incompatibility, read_engine_metadata
@@ -442,10 +443,7 @@ class TensorRTRuntime(InferenceRuntime):
         outputs = self._execute(self._runners[1], {COARSE_FEAT0: encoding0[COARSE_FEAT],
                                                    COARSE_FEAT1: encoding1[COARSE_FEAT]},
                                 [CONF_MATRIX])
-        if FINE_FEAT in encoding0:
-            outputs[FINE_FEAT0] = encoding0[FINE_FEAT]
-            outputs[FINE_FEAT1] = encoding1[FINE_FEAT]
-        return outputs
+        return match_outputs(outputs[CONF_MATRIX], encoding0, encoding1)
 
     def run(self, image0: np.ndarray, image1: np.ndarray) -> Dict[str, np.ndarray]:
         self.check_inputs(image0, image1)
