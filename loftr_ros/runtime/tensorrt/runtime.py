@@ -97,6 +97,26 @@ def describe_tensors(trt: Any, engine: Any, api: str) -> List[TensorSpec]:
     return specs
 
 
+def _check_static_shapes(specs: Sequence[TensorSpec], path: str) -> None:
+    """ModelLoadError unless every tensor of the engine at ``path`` has a fixed shape."""
+    for spec in specs:
+        if any(dim <= 0 for dim in spec.shape):
+            raise ModelLoadError(f"{path}: tensor {spec.name!r} has a dynamic shape {spec.shape}; "
+                                 "build engines from a static ONNX (loftr-export)")
+
+
+def _check_image_input(spec: TensorSpec, config: ModelConfig, path: str) -> None:
+    """InputSizeError unless the image input ``spec`` is [1,1,H,W] of the config's input size."""
+    width, height = config.input_size
+    if spec.shape != (1, 1, height, width):
+        shape = spec.shape
+        built = f"{shape[-1]}x{shape[-2]}" if len(shape) == 4 else str(shape)
+        raise InputSizeError(
+            f"{path}: engine input {spec.name!r} has shape {shape} (built for {built}), but the "
+            f"{config.name} model config says {width}x{height}: export an ONNX of that size "
+            "and rebuild the engine, or use the engine's size")
+
+
 def map_engine_tensors(specs: Sequence[TensorSpec], config: ModelConfig, path: str
                        ) -> Tuple[Tuple[str, str], Dict[str, str]]:
     """Check the engine's tensors against the model config and name them.
@@ -107,10 +127,7 @@ def map_engine_tensors(specs: Sequence[TensorSpec], config: ModelConfig, path: s
         ModelLoadError: dynamic shapes, wrong number of inputs, missing outputs.
         InputSizeError: the engine's input size is not the config's.
     """
-    for spec in specs:
-        if any(dim <= 0 for dim in spec.shape):
-            raise ModelLoadError(f"{path}: tensor {spec.name!r} has a dynamic shape {spec.shape}; "
-                                 "build engines from a static ONNX (loftr-export)")
+    _check_static_shapes(specs, path)
     inputs = [spec for spec in specs if spec.is_input]
     outputs = {spec.name: spec for spec in specs if not spec.is_input}
     if len(inputs) != 2:
@@ -124,15 +141,8 @@ def map_engine_tensors(specs: Sequence[TensorSpec], config: ModelConfig, path: s
         input_names = (foreign[0], foreign[1])
     else:
         input_names = (inputs[0].name, inputs[1].name)
-    width, height = config.input_size
     for name in input_names:
-        if by_name[name].shape != (1, 1, height, width):
-            shape = by_name[name].shape
-            built = f"{shape[-1]}x{shape[-2]}" if len(shape) == 4 else str(shape)
-            raise InputSizeError(
-                f"{path}: engine input {name!r} has shape {shape} (built for {built}), but the "
-                f"{config.name} model config says {width}x{height}: export an ONNX of that size "
-                "and rebuild the engine, or use the engine's size")
+        _check_image_input(by_name[name], config, path)
     mapping = {name: name for name in (CONF_MATRIX, FINE_FEAT0, FINE_FEAT1) if name in outputs}
     for ours, theirs in FOREIGN_OUTPUT_NAMES.get(config.name, {}).items():
         if ours not in mapping and theirs in outputs:
@@ -157,10 +167,7 @@ def map_stage_tensors(specs: Sequence[TensorSpec], config: ModelConfig, path: st
         ModelLoadError: dynamic shapes, other tensor names or token shapes.
         InputSizeError: an encoder built for another input size than the config's.
     """
-    for spec in specs:
-        if any(dim <= 0 for dim in spec.shape):
-            raise ModelLoadError(f"{path}: tensor {spec.name!r} has a dynamic shape {spec.shape}; "
-                                 "build engines from a static ONNX (loftr-export)")
+    _check_static_shapes(specs, path)
     inputs = {spec.name: spec for spec in specs if spec.is_input}
     outputs = {spec.name: spec for spec in specs if not spec.is_input}
     width, height = config.input_size
@@ -175,13 +182,8 @@ def map_stage_tensors(specs: Sequence[TensorSpec], config: ModelConfig, path: st
                                                       for name in wanted_outputs):
         raise ModelLoadError(f"{path}: a {stage} engine needs inputs {wanted_inputs} and outputs "
                              f"{wanted_outputs}; it has {sorted(inputs)} -> {sorted(outputs)}")
-    if stage == ENCODER_STAGE and inputs[IMAGE].shape != (1, 1, height, width):
-        shape = inputs[IMAGE].shape
-        built = f"{shape[-1]}x{shape[-2]}" if len(shape) == 4 else str(shape)
-        raise InputSizeError(
-            f"{path}: engine input {IMAGE!r} has shape {shape} (built for {built}), but the "
-            f"{config.name} model config says {width}x{height}: export an ONNX of that size "
-            "and rebuild the engine, or use the engine's size")
+    if stage == ENCODER_STAGE:
+        _check_image_input(inputs[IMAGE], config, path)
     token_shape = (1, tokens, config.d_model)
     for spec in ([outputs[COARSE_FEAT]] if stage == ENCODER_STAGE else list(inputs.values())):
         if spec.shape != token_shape:
