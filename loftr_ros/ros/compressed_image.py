@@ -4,11 +4,14 @@ Decoding is ``cv2.imdecode``. libjpeg decodes a truncated JPEG without an error 
 come out grey), so a JPEG must end with its EOI marker and a PNG with its IEND chunk: a frame cut
 off in transport is refused instead of matched. The format is told by the data's signature; the
 message's ``format`` string (``"jpeg"``, ``"bgr8; jpeg compressed bgr8"``, ``"png"``...) is only
-used in messages, because publishers fill it in many ways.
+used in messages, because publishers fill it in many ways. The size the header declares is checked
+before decoding: a few hundred bytes can declare 20000x20000 pixels, which the decoder would
+allocate (and fill) before any check on the decoded frame.
 """
 from __future__ import annotations
 
-from typing import Any
+import struct
+from typing import Any, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -46,6 +49,43 @@ def _complete(data: bytes, kind: str) -> bool:
     return (JPEG_END in tail) if kind == "jpeg" else (PNG_END in tail)
 
 
+#: JPEG start-of-frame markers (SOF0-SOF15 without DHT, JPG and DAC), which carry the frame size
+_JPEG_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+#: JPEG markers without a length field: TEM, RST0-7, SOI
+_JPEG_BARE_MARKERS = frozenset([0x01, 0xD8]) | frozenset(range(0xD0, 0xD8))
+
+
+def declared_size(data: bytes, kind: str) -> Optional[Tuple[int, int]]:
+    """``(width, height)`` that a JPEG's start-of-frame or a PNG's IHDR declares, read without
+    decoding; None when the header cannot be read (the decoder then judges the data)."""
+    if kind == "png":
+        # signature (8), IHDR length (4) and type (4), then width and height (big endian)
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            return None
+        width, height = struct.unpack(">II", data[16:24])
+        return width, height
+    offset = 2
+    while offset + 4 <= len(data):
+        if data[offset] != 0xFF:
+            return None
+        marker = data[offset + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            offset += 1
+            continue
+        if marker in _JPEG_BARE_MARKERS:
+            offset += 2
+            continue
+        if marker == 0xDA:  # start of scan before any frame header
+            return None
+        if marker in _JPEG_SOF_MARKERS:
+            if offset + 9 > len(data):
+                return None
+            height, width = struct.unpack(">HH", data[offset + 5:offset + 9])
+            return width, height
+        offset += 2 + struct.unpack(">H", data[offset + 2:offset + 4])[0]
+    return None
+
+
 def compressed_msg_to_matching_image(msg: Any) -> np.ndarray:
     """uint8 gray ``[H, W]`` or BGR ``[H, W, 3]`` from a CompressedImage-like object (``format``,
     ``data``).
@@ -66,7 +106,15 @@ def compressed_msg_to_matching_image(msg: Any) -> np.ndarray:
     if not _complete(data, kind):
         raise MalformedImageError(f"{label}: truncated {kind.upper()} ({len(data)} bytes, no "
                                   "end marker)")
-    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    size = declared_size(data, kind)
+    if size is not None and size[0] * size[1] > MAX_PIXELS:
+        raise MalformedImageError(f"{label}: its {kind.upper()} header declares {size[0]}x"
+                                  f"{size[1]} pixels, over {MAX_PIXELS}; not decoded")
+    try:
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # OpenCV's own size limit and other refusals raise
+        raise MalformedImageError(f"{label}: OpenCV cannot decode this {kind.upper()} "
+                                  f"({len(data)} bytes): {str(exc).strip()}") from exc
     if pixels is None or pixels.size == 0:
         raise MalformedImageError(f"{label}: corrupt {kind.upper()} ({len(data)} bytes) that "
                                   "OpenCV cannot decode")
@@ -106,4 +154,4 @@ def encode_compressed_msg(image: np.ndarray, kind: str = "jpeg", quality: int = 
 
 
 __all__ = ["COMPRESSED_FORMATS", "compressed_kind", "compressed_msg_to_matching_image",
-           "encode_compressed_msg"]
+           "declared_size", "encode_compressed_msg"]
