@@ -49,12 +49,14 @@ class CameraModel:
 
 #: distortion models whose coefficients OpenCV takes as they are
 _OPENCV_DISTORTION_MODELS = ("plumb_bob", "rational_polynomial", "")
+#: numbers of distortion coefficients cv2.undistortPoints accepts (it raises on any other)
+_OPENCV_DISTORTION_LENGTHS = (4, 5, 8, 12, 14)
 
 
 def camera_model_from_info(msg: Any) -> Tuple[Optional[CameraModel], str]:
     """``(model, "")`` from a CameraInfo-like object (``k``, ``d``, ``distortion_model``,
     ``width``, ``height``), or ``(None, reason)`` for one that cannot be used (all-zero or
-    non-finite K, an unknown distortion model)."""
+    non-finite K, an unknown distortion model, a D whose length OpenCV does not take)."""
     intrinsics = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
     if not np.any(intrinsics):
         return None, "camera_info has an all-zero K (an uncalibrated camera)"
@@ -67,6 +69,9 @@ def camera_model_from_info(msg: Any) -> Tuple[Optional[CameraModel], str]:
             "rational_polynomial); publish rectified images with a zero D"
     if not np.all(np.isfinite(distortion)):
         return None, "camera_info D has non-finite values"
+    if np.any(distortion) and len(distortion) not in _OPENCV_DISTORTION_LENGTHS:
+        return None, f"camera_info D has {len(distortion)} coefficients; {model or 'its model'} " \
+            "needs 5 (plumb_bob) or 8 (rational_polynomial)"
     return CameraModel(intrinsics, distortion, (int(msg.width), int(msg.height))), ""
 
 

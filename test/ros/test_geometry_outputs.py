@@ -65,6 +65,22 @@ def test_camera_info_checks():
     assert model is None and "equidistant" in reason
 
 
+@pytest.mark.parametrize("d, model", [([0.1, 0.01, 0.0], "plumb_bob"),
+                                      ([0.1, 0.01, 0, 0, 0.001, 0.1], "rational_polynomial")])
+def test_camera_info_with_a_distortion_length_opencv_refuses_gives_no_camera(d, model):
+    # cv2.undistortPoints raised on these lengths inside the node's estimate, so the frame's
+    # ~/matches were lost too; now the camera_info is refused with the reason and no pose
+    camera, reason = camera_model_from_info(Info(K, d=d, model=model))
+    assert camera is None and f"D has {len(d)} coefficients" in reason
+    ref, cur, _ = planar_matches()
+    result = estimate_frame_geometry("essential", ref, cur, 1.0, 15, camera, camera, (640, 480))
+    assert "camera_info" in result.failure and not result.inliers.any()
+
+
+def test_camera_info_with_zero_distortion_of_any_length_is_used():
+    assert camera_model_from_info(Info(K, d=[0.0, 0.0, 0.0]))[0] is not None
+
+
 def test_essential_without_camera_or_with_another_size_fails():
     ref, cur, _ = planar_matches()
     assert "camera_info" in estimate_frame_geometry("essential", ref, cur, 1.0, 15).failure
