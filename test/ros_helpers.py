@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
 
@@ -222,6 +222,11 @@ class Collector:
         with self._lock:
             return self.items[-1] if self.items else None
 
+    def timed_snapshot(self) -> List[Tuple[float, Any]]:
+        """``(arrival time (monotonic), message)`` of every message so far, oldest first."""
+        with self._lock:
+            return list(zip(self.times, self.items))
+
     def clear(self) -> None:
         with self._lock:
             self.items.clear()
@@ -236,6 +241,70 @@ def diagnostic_values(array_msg: Any) -> Dict[str, str]:
         if status.name == DIAGNOSTIC_NAME:
             return {kv.key: kv.value for kv in status.values}
     return {}
+
+
+def latest_diagnostic_status(collector: Collector, newer_than: float) -> Any:
+    """The loftr_ros DiagnosticStatus of the newest DiagnosticArray in ``collector`` that arrived
+    after ``newer_than`` (monotonic time), or None."""
+    from loftr_ros.ros.interface import DIAGNOSTIC_NAME
+
+    for arrived, msg in reversed(collector.timed_snapshot()):
+        for status in msg.status:
+            if arrived > newer_than and status.name == DIAGNOSTIC_NAME:
+                return status
+    return None
+
+
+def wait_for_diagnostic_status(collector: Collector, process: "RosProcess",
+                               newer_than: Optional[float] = None, timeout: float = 10.0) -> Any:
+    """Wait for a loftr_ros DiagnosticStatus that arrives after ``newer_than`` (monotonic time;
+    default now) and return it; fail the test when none comes within ``timeout`` seconds."""
+    newer_than = time.monotonic() if newer_than is None else newer_than
+    status = wait_for(lambda: latest_diagnostic_status(collector, newer_than), timeout,
+                      process=process)
+    if status is None:
+        pytest.fail(f"no /diagnostics from {process.name} within {timeout} s")
+    return status
+
+
+def publish_until_received(publisher: Any, collector: Collector, msg: Any,
+                           process: "RosProcess", timeout: float = 20.0) -> Any:
+    """Publish ``msg`` until ``collector`` holds a message with the same header stamp, and return
+    that message; fail the test (with the process's output) after ``timeout`` seconds.
+
+    Publishing again every second suits best-effort topics, where the first copy may be lost.
+    """
+    stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+
+    def arrived() -> Any:
+        for item in collector.snapshot():
+            if (item.header.stamp.sec, item.header.stamp.nanosec) == stamp:
+                return item
+        return None
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        publisher.publish(msg)
+        found = wait_for(arrived, 1.0, process=process)
+        if found:
+            return found
+    pytest.fail(f"no answer for the message stamped {stamp}:\n{process.output()[-3000:]}")
+
+
+def node_process(ros_args: Sequence[str]) -> Iterator[RosProcess]:
+    """Body of a node fixture: start ``loftr_ros.ros.node`` with ``ros_args`` (and
+    :func:`model_ros_args`), yield it, then stop it with SIGINT and fail unless it exited with 0
+    and logged no traceback. Use as ``yield from node_process([...])``."""
+    process = RosProcess("loftr_ros.ros.node", name="matcher_node",
+                         ros_args=list(ros_args) + model_ros_args())
+    yield process
+    code = process.stop()
+    output = process.output()
+    process.cleanup()
+    if code != 0:
+        pytest.fail(f"matcher_node exited with {code} on SIGINT:\n{output}")
+    if "Traceback" in output:
+        pytest.fail(f"matcher_node logged a traceback:\n{output}")
 
 
 def model_ros_args() -> List[str]:

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 from ros_helpers import (  # noqa: I001
     RosClient,
-    RosProcess,
-    model_ros_args,
+    latest_diagnostic_status,
+    node_process,
+    publish_until_received,
     require_rclpy,
     wait_for,
+    wait_for_diagnostic_status,
 )
 
 require_rclpy()
@@ -56,15 +58,9 @@ def frames():
 
 @pytest.fixture(scope="module")
 def node():
-    process = RosProcess("loftr_ros.ros.node", name="matcher_node", ros_args=[
+    yield from node_process([
         "-r", f"__ns:={NAMESPACE}", "-r", f"image:={CAMERA}", "-p", "backend:=onnxruntime",
-        "-p", "auto_reference:=true", "-p", "diagnostics_period:=0.5"] + model_ros_args())
-    yield process
-    code = process.stop()
-    output = process.output()
-    process.cleanup()
-    assert code == 0, f"matcher_node exited with {code} on SIGINT:\n{output}"
-    assert "Traceback" not in output, output
+        "-p", "auto_reference:=true", "-p", "diagnostics_period:=0.5"])
 
 
 @pytest.fixture(scope="module")
@@ -89,43 +85,15 @@ def frame_msg(image, index, encoding="bgr8"):
     return msg
 
 
-def latest_status(client, newer_than):
-    """The loftr_ros DiagnosticStatus of the newest /diagnostics received after ``newer_than``
-    (monotonic time), or None."""
-    with client.diagnostics._lock:
-        pairs = list(zip(client.diagnostics.times, client.diagnostics.items))
-    for arrived, msg in reversed(pairs):
-        for status in msg.status:
-            if arrived > newer_than and status.name == api.DIAGNOSTIC_NAME:
-                return status
-    return None
-
-
 def latest_diagnostics(client, node, newer_than=None, timeout=10.0):
     """Values of a /diagnostics message received after ``newer_than`` (monotonic time)."""
-    newer_than = time.monotonic() if newer_than is None else newer_than
-    status = wait_for(lambda: latest_status(client, newer_than), timeout, process=node)
-    assert status is not None, "no /diagnostics from loftr_matcher"
+    status = wait_for_diagnostic_status(client.diagnostics, node, newer_than, timeout)
     return {kv.key: kv.value for kv in status.values}
 
 
 def send_and_wait(client, node, msg, timeout=20.0):
     """Publish one frame and wait for the matches message with its stamp."""
-    stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
-
-    def arrived():
-        for item in client.matches.snapshot():
-            if (item.header.stamp.sec, item.header.stamp.nanosec) == stamp:
-                return item
-        return None
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        client.camera.publish(msg)  # best effort: repeat until the node has it
-        found = wait_for(arrived, 1.0, process=node)
-        if found:
-            return found
-    pytest.fail(f"no matches for frame stamped {stamp}:\n{node.output()[-3000:]}")
+    return publish_until_received(client.camera, client.matches, msg, node, timeout)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,11 +378,12 @@ def test_negative_stamp_cannot_become_the_reference(client, node, frames):
 def wait_for_status(client, node, level, newer_than, timeout=10.0):
     """The first loftr_ros status at ``level`` reported after ``newer_than`` (or fail)."""
     def at_level():
-        status = latest_status(client, newer_than)
+        status = latest_diagnostic_status(client.diagnostics, newer_than)
         return status if status is not None and status.level == level else None
 
     found = wait_for(at_level, timeout, process=node)
-    assert found is not None, f"no status at {level!r}; last: {latest_status(client, newer_than)}"
+    last = latest_diagnostic_status(client.diagnostics, newer_than)
+    assert found is not None, f"no status at {level!r}; last: {last}"
     return found
 
 

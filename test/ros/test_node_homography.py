@@ -9,7 +9,14 @@ import time
 
 import numpy as np
 import pytest
-from ros_helpers import RosClient, RosProcess, model_ros_args, require_rclpy, wait_for  # noqa: I001
+from ros_helpers import (  # noqa: I001
+    RosClient,
+    node_process,
+    publish_until_received,
+    require_rclpy,
+    wait_for,
+    wait_for_diagnostic_status,
+)
 
 require_rclpy()
 
@@ -49,16 +56,10 @@ def frames():
 
 @pytest.fixture(scope="module")
 def node():
-    process = RosProcess("loftr_ros.ros.node", name="matcher_node", ros_args=[
+    yield from node_process([
         "-r", f"__ns:={NAMESPACE}", "-r", f"image:={CAMERA}", "-p", "backend:=onnxruntime",
         "-p", "image_transport:=compressed", "-p", "estimate:=homography",
-        "-p", "diagnostics_period:=0.5"] + model_ros_args())
-    yield process
-    code = process.stop()
-    output = process.output()
-    process.cleanup()
-    assert code == 0, f"matcher_node exited with {code} on SIGINT:\n{output}"
-    assert "Traceback" not in output, output
+        "-p", "diagnostics_period:=0.5"])
 
 
 @pytest.fixture(scope="module")
@@ -90,21 +91,7 @@ def frame_msg(image, index, kind="png"):
 def send_and_wait(client, node, msg, timeout=20.0):
     """Publish one frame (repeatedly: best effort) until its matches arrive; return them and
     the homographies published after them (the node publishes the homography right after)."""
-    stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
-
-    def arrived():
-        for item in client.matches.snapshot():
-            if (item.header.stamp.sec, item.header.stamp.nanosec) == stamp:
-                return item
-        return None
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        client.camera.publish(msg)
-        found = wait_for(arrived, 1.0, process=node)
-        if found:
-            return found
-    pytest.fail(f"no matches for frame stamped {stamp}:\n{node.output()[-3000:]}")
+    return publish_until_received(client.camera, client.matches, msg, node, timeout)
 
 
 def homography_for(client, node, matches_msg):
@@ -119,17 +106,7 @@ def homography_for(client, node, matches_msg):
 
 
 def diagnostics(client, node, newer_than):
-    def status():
-        with client.diagnostics._lock:
-            pairs = list(zip(client.diagnostics.times, client.diagnostics.items))
-        for arrived, msg in reversed(pairs):
-            for item in msg.status:
-                if arrived > newer_than and item.name == api.DIAGNOSTIC_NAME:
-                    return item
-        return None
-
-    found = wait_for(status, 10.0, process=node)
-    assert found is not None, "no /diagnostics"
+    found = wait_for_diagnostic_status(client.diagnostics, node, newer_than)
     return found, {kv.key: kv.value for kv in found.values}
 
 

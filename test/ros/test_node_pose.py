@@ -8,7 +8,14 @@ import time
 
 import numpy as np
 import pytest
-from ros_helpers import RosClient, RosProcess, model_ros_args, require_rclpy, wait_for  # noqa: I001
+from ros_helpers import (  # noqa: I001
+    RosClient,
+    node_process,
+    publish_until_received,
+    require_rclpy,
+    wait_for,
+    wait_for_diagnostic_status,
+)
 
 require_rclpy()
 
@@ -51,16 +58,10 @@ def sequence():
 
 @pytest.fixture(scope="module")
 def node():
-    process = RosProcess("loftr_ros.ros.node", name="matcher_node", ros_args=[
+    yield from node_process([
         "-r", f"__ns:={NAMESPACE}", "-r", f"image:={CAMERA}", "-r", f"camera_info:={CAMERA_INFO}",
         "-p", "backend:=onnxruntime", "-p", "estimate:=essential",
-        "-p", "estimate_threshold_px:=1.0", "-p", "diagnostics_period:=0.5"] + model_ros_args())
-    yield process
-    code = process.stop()
-    output = process.output()
-    process.cleanup()
-    assert code == 0, f"matcher_node exited with {code} on SIGINT:\n{output}"
-    assert "Traceback" not in output, output
+        "-p", "estimate_threshold_px:=1.0", "-p", "diagnostics_period:=0.5"])
 
 
 @pytest.fixture(scope="module")
@@ -97,21 +98,7 @@ def info_msg(intrinsics):
 
 
 def send_and_wait(client, node, msg, timeout=20.0):
-    stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
-
-    def arrived():
-        for item in client.matches.snapshot():
-            if (item.header.stamp.sec, item.header.stamp.nanosec) == stamp:
-                return item
-        return None
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        client.camera.publish(msg)
-        found = wait_for(arrived, 1.0, process=node)
-        if found:
-            return found
-    pytest.fail(f"no matches for frame stamped {stamp}:\n{node.output()[-3000:]}")
+    return publish_until_received(client.camera, client.matches, msg, node, timeout)
 
 
 def pose_for(client, node, stamp_sec, timeout=5.0):
@@ -125,19 +112,8 @@ def pose_for(client, node, stamp_sec, timeout=5.0):
 
 
 def failed_estimates(client, node):
-    started = time.monotonic()
-
-    def newest():
-        with client.diagnostics._lock:
-            pairs = list(zip(client.diagnostics.times, client.diagnostics.items))
-        for arrived, msg in reversed(pairs):
-            for status in msg.status:
-                if arrived > started and status.name == api.DIAGNOSTIC_NAME:
-                    return {kv.key: kv.value for kv in status.values}
-        return None
-
-    values = wait_for(newest, 10.0, process=node)
-    assert values is not None
+    status = wait_for_diagnostic_status(client.diagnostics, node)
+    values = {kv.key: kv.value for kv in status.values}
     return int(values[api.DIAG_ESTIMATE_FAILED])
 
 
