@@ -115,25 +115,8 @@ def export_onnx(model_or_weights: Union[CoarseLoFTR, str], onnx_path: str,
             on (real images recommended); default a deterministic random pair.
         tolerance: maximum allowed abs difference of ``conf_matrix``; ValueError above it.
     """
-    if opset not in SUPPORTED_OPSETS:
-        raise ValueError(f"opset {opset} not supported; choose one of {SUPPORTED_OPSETS}")
-    if isinstance(model_or_weights, str):
-        model, _ = load_model(model_or_weights, preset=preset, input_size=input_size)
-    else:
-        model = model_or_weights
-        if input_size is not None:
-            model.config.check_input_size(*input_size)
-    model = model.eval()
-    width, height = input_size or model.config.input_size
-    model.config.check_input_size(width, height)
-    if verify_images is None:
-        rng = np.random.default_rng(0)
-        verify_images = (rng.random((1, 1, height, width), dtype=np.float32),
-                         rng.random((1, 1, height, width), dtype=np.float32))
-    image0 = torch.from_numpy(np.ascontiguousarray(verify_images[0], dtype=np.float32))
-    image1 = torch.from_numpy(np.ascontiguousarray(verify_images[1], dtype=np.float32))
-    if tuple(image0.shape) != (1, 1, height, width):
-        raise ValueError(f"verification images must be (1, 1, {height}, {width})")
+    model, (width, height) = _model_to_export(model_or_weights, opset, input_size, preset)
+    image0, image1 = _verification_pair(verify_images, width, height)
     names = output_names_for(model)
     with torch.no_grad():
         expected = model(image0, image1)  # also caches the positional encoding as a constant
@@ -185,15 +168,7 @@ def export_two_stage(model_or_weights: Union[CoarseLoFTR, str], onnx_path: str,
 
     Arguments as :func:`export_onnx`; ValueError when a check exceeds ``tolerance``.
     """
-    if opset not in SUPPORTED_OPSETS:
-        raise ValueError(f"opset {opset} not supported; choose one of {SUPPORTED_OPSETS}")
-    if isinstance(model_or_weights, str):
-        model, _ = load_model(model_or_weights, preset=preset, input_size=input_size)
-    else:
-        model = model_or_weights
-    model = model.eval()
-    width, height = input_size or model.config.input_size
-    model.config.check_input_size(width, height)
+    model, (width, height) = _model_to_export(model_or_weights, opset, input_size, preset)
     image0, image1 = _verification_pair(verify_images, width, height)
     encoder_path, matcher_path = two_stage_paths(onnx_path)
     with torch.no_grad():
@@ -237,6 +212,24 @@ def export_two_stage(model_or_weights: Union[CoarseLoFTR, str], onnx_path: str,
                          f"{worst:.3g} (tolerance {tolerance}): {diffs}")
     return TwoStageExportReport(encoder_path=encoder_path, matcher_path=matcher_path,
                                 opset=opset, input_size=size, max_abs_diff=diffs)
+
+
+def _model_to_export(model_or_weights: Union[CoarseLoFTR, str], opset: int,
+                     input_size: Optional[Tuple[int, int]], preset: Optional[str]
+                     ) -> Tuple[CoarseLoFTR, Tuple[int, int]]:
+    """The model (loaded from a weights file if given one) in eval mode, and the ``(width,
+    height)`` to export it at; ValueError for an unsupported opset or an input size the model
+    cannot take."""
+    if opset not in SUPPORTED_OPSETS:
+        raise ValueError(f"opset {opset} not supported; choose one of {SUPPORTED_OPSETS}")
+    if isinstance(model_or_weights, str):
+        model, _ = load_model(model_or_weights, preset=preset, input_size=input_size)
+    else:
+        model = model_or_weights
+    model = model.eval()
+    width, height = input_size or model.config.input_size
+    model.config.check_input_size(width, height)
+    return model, (width, height)
 
 
 def _verification_pair(verify_images: Optional[Tuple[np.ndarray, np.ndarray]], width: int,
