@@ -21,7 +21,7 @@ For each image pair with a ground-truth homography ``H_gt`` (image 0 -> image 1 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -142,19 +142,36 @@ def summarize(results: Sequence[PairResult],
     over pairs, percent), ``median_latency_ms``, ``median_inference_ms`` (NaN when no pair
     has one), ``failures`` (pairs with infinite error),
     ``pairs``; for every further estimator E also ``E auc@3`` ... and ``E failures``."""
-    errors = [r.corner_error for r in results]
-    summary = {f"auc@{t:g}": v for t, v in auc(errors, thresholds).items()}
-    others = sorted({name for r in results for name in r.other_corner_errors})
-    for name in others:
-        other = [r.other_corner_errors.get(name, float("inf")) for r in results]
-        summary.update({f"{name} auc@{t:g}": v for t, v in auc(other, thresholds).items()})
+    return summarize_errors(results, [r.corner_error for r in results],
+                            [r.other_corner_errors for r in results],
+                            [r.precision for r in results], thresholds, auc_key="auc",
+                            precision_key="precision@3px")
+
+
+def summarize_errors(results: Sequence[Any], errors: Sequence[float],
+                     other_errors: Sequence[Mapping[str, float]], precisions: Sequence[float],
+                     thresholds: Sequence[float], auc_key: str,
+                     precision_key: str) -> Dict[str, float]:
+    """Aggregate per-pair errors (any unit; inf = failed pair) and precisions (fractions).
+
+    ``results`` are the pairs' results (with ``num_matches``, ``latency_ms`` and
+    ``inference_ms``); ``errors``, ``other_errors`` (further estimators' errors by name; a name
+    missing for a pair counts as failed) and ``precisions`` hold one entry per pair. Keys:
+    ``{auc_key}@t`` (percent) per threshold t, for every further estimator E ``E {auc_key}@t``
+    and ``E failures``, then ``mean_matches``, ``precision_key`` (mean, percent),
+    ``median_latency_ms``, ``median_inference_ms`` (NaN when no pair has one), ``failures`` and
+    ``pairs``.
+    """
+    summary = {f"{auc_key}@{t:g}": v for t, v in auc(errors, thresholds).items()}
+    for name in sorted({name for errors_by_name in other_errors for name in errors_by_name}):
+        other = [errors_by_name.get(name, float("inf")) for errors_by_name in other_errors]
+        summary.update({f"{name} {auc_key}@{t:g}": v for t, v in auc(other, thresholds).items()})
         summary[f"{name} failures"] = int(sum(not np.isfinite(e) for e in other))
     latencies = [r.latency_ms for r in results if np.isfinite(r.latency_ms)]
     inferences = [r.inference_ms for r in results if np.isfinite(r.inference_ms)]
     summary.update({
         "mean_matches": float(np.mean([r.num_matches for r in results])) if results else 0.0,
-        "precision@3px": 100.0 * float(np.mean([r.precision for r in results])) if results
-        else 0.0,
+        precision_key: 100.0 * float(np.mean(precisions)) if results else 0.0,
         "median_latency_ms": float(np.median(latencies)) if latencies else float("nan"),
         "median_inference_ms": float(np.median(inferences)) if inferences else float("nan"),
         "failures": int(sum(not np.isfinite(e) for e in errors)),

@@ -27,7 +27,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from loftr_ros.evaluation.metrics import auc
+from loftr_ros.evaluation.metrics import summarize_errors
 from loftr_ros.matching import geometry
 
 POSE_AUC_THRESHOLDS_DEG = (5.0, 10.0, 20.0)
@@ -149,21 +149,7 @@ def summarize_poses(results: Sequence[PosePairResult],
     ``epipolar_precision`` (mean over pairs, percent), ``median_latency_ms``,
     ``median_inference_ms`` (NaN when no pair has one), ``failures`` (pairs with infinite error),
     ``pairs``; for every further estimator E also ``E pose auc@5`` ... and ``E failures``."""
-    errors = [r.pose_error for r in results]
-    summary = {f"pose auc@{t:g}": v for t, v in auc(errors, thresholds).items()}
-    for name in sorted({name for r in results for name in r.other_pose_errors}):
-        other = [r.other_pose_errors.get(name, float("inf")) for r in results]
-        summary.update({f"{name} pose auc@{t:g}": v for t, v in auc(other, thresholds).items()})
-        summary[f"{name} failures"] = int(sum(not np.isfinite(e) for e in other))
-    latencies = [r.latency_ms for r in results if np.isfinite(r.latency_ms)]
-    inferences = [r.inference_ms for r in results if np.isfinite(r.inference_ms)]
-    summary.update({
-        "mean_matches": float(np.mean([r.num_matches for r in results])) if results else 0.0,
-        "epipolar_precision": 100.0 * float(np.mean([r.epipolar_precision for r in results]))
-        if results else 0.0,
-        "median_latency_ms": float(np.median(latencies)) if latencies else float("nan"),
-        "median_inference_ms": float(np.median(inferences)) if inferences else float("nan"),
-        "failures": int(sum(not np.isfinite(e) for e in errors)),
-        "pairs": len(results),
-    })
-    return summary
+    return summarize_errors(results, [r.pose_error for r in results],
+                            [r.other_pose_errors for r in results],
+                            [r.epipolar_precision for r in results], thresholds,
+                            auc_key="pose auc", precision_key="epipolar_precision")
