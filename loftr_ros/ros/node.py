@@ -448,15 +448,29 @@ class MatcherNode(Node):
             response.success = False
             response.message = f"newest frame cannot be used as reference: {exc}"
             return response
+        except Exception as exc:  # raised in a service callback, it would end the node's spin
+            return self._reference_failed(response, exc)
         problem = _reference_stamp_problem(msg)
         if problem:
             response.success = False
             response.message = f"newest frame cannot be used as reference: {problem}"
             return response
-        reference = self._set_reference(msg, image)
+        try:
+            reference = self._set_reference(msg, image)
+        except Exception as exc:
+            return self._reference_failed(response, exc)
         response.success = True
         response.message = (f"reference set: stamp {reference.stamp[0]}.{reference.stamp[1]:09d}, "
                             f"{image.shape[1]}x{image.shape[0]} {_encoding_text(msg)}")
+        return response
+
+    def _reference_failed(self, response: Trigger.Response, exc: Exception
+                          ) -> Trigger.Response:
+        """A failed ``set_reference`` for an unexpected error, logged with its type."""
+        text = f"{type(exc).__name__}: {exc}"
+        self.get_logger().error(f"set_reference failed: {text}")
+        response.success = False
+        response.message = f"newest frame cannot be used as reference: {text}"
         return response
 
     def _set_reference(self, msg: Any, image: Any) -> Reference:
