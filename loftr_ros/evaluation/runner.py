@@ -222,51 +222,39 @@ def markdown_table(reports: Sequence[MethodReport]) -> str:
     """
     if reports and is_pose_report(reports[0]):
         return pose_markdown_table(reports)
-    others = [name for name in metrics.ESTIMATORS
-              if reports and f"{name} auc@5" in reports[0].summary]
-    header = "| method | AUC@3px | AUC@5px | AUC@10px |"
-    align = "|---|---:|---:|---:|"
-    for name in others:
-        label = metrics.ESTIMATOR_LABELS.get(name, name)
-        header += f" {label} AUC@3 | {label} AUC@5 | {label} AUC@10 |"
-        align += "---:|---:|---:|"
-    lines = [header + " matches | precision@3px | failures | median ms | inference ms |",
-             align + "---:|---:|---:|---:|---:|"]
-    for report in reports:
-        s = report.summary
-        row = f"| {report.name} | {s['auc@3']:.1f} | {s['auc@5']:.1f} | {s['auc@10']:.1f} |"
-        for name in others:
-            row += (f" {s[f'{name} auc@3']:.1f} | {s[f'{name} auc@5']:.1f} | "
-                    f"{s[f'{name} auc@10']:.1f} |")
-        lines.append(
-            row + f" {s['mean_matches']:.0f} | {s['precision@3px']:.1f} | "
-            f"{s['failures']}/{s['pairs']} | {s['median_latency_ms']:.1f} | "
-            f"{_milliseconds(s.get('median_inference_ms', float('nan')))} |")
-    return "\n".join(lines)
+    return _auc_table(reports, "auc", ("3", "5", "10"), unit="px", other_unit="",
+                      precision_key="precision@3px", precision_header="precision@3px")
 
 
 def pose_markdown_table(reports: Sequence[MethodReport]) -> str:
     """Pose results as a markdown table: pose AUC@5/10/20 degrees per estimator, mean matches,
     epipolar precision (percent), failures and latency."""
+    return _auc_table(reports, "pose auc", ("5", "10", "20"), unit="°", other_unit="°",
+                      precision_key="epipolar_precision", precision_header="epipolar precision")
+
+
+def _auc_table(reports: Sequence[MethodReport], auc_key: str, thresholds: Sequence[str],
+               unit: str, other_unit: str, precision_key: str, precision_header: str) -> str:
+    """A markdown table of summaries: ``{auc_key}@t`` per threshold (headed ``AUC@t{unit}``),
+    the same for every further estimator in the first summary (``<label> AUC@t{other_unit}``),
+    then mean matches, ``precision_key``, failures and latency."""
     others = [name for name in metrics.ESTIMATORS
-              if reports and f"{name} pose auc@5" in reports[0].summary]
-    header = "| method | AUC@5° | AUC@10° | AUC@20° |"
-    align = "|---|---:|---:|---:|"
+              if reports and f"{name} {auc_key}@{thresholds[0]}" in reports[0].summary]
+    header = "| method |" + "".join(f" AUC@{t}{unit} |" for t in thresholds)
+    align = "|---|" + "---:|" * len(thresholds)
     for name in others:
         label = metrics.ESTIMATOR_LABELS.get(name, name)
-        header += f" {label} AUC@5° | {label} AUC@10° | {label} AUC@20° |"
-        align += "---:|---:|---:|"
-    lines = [header + " matches | epipolar precision | failures | median ms | inference ms |",
+        header += "".join(f" {label} AUC@{t}{other_unit} |" for t in thresholds)
+        align += "---:|" * len(thresholds)
+    lines = [header + f" matches | {precision_header} | failures | median ms | inference ms |",
              align + "---:|---:|---:|---:|---:|"]
     for report in reports:
         s = report.summary
-        row = (f"| {report.name} | {s['pose auc@5']:.1f} | {s['pose auc@10']:.1f} | "
-               f"{s['pose auc@20']:.1f} |")
+        row = f"| {report.name} |" + "".join(f" {s[f'{auc_key}@{t}']:.1f} |" for t in thresholds)
         for name in others:
-            row += (f" {s[f'{name} pose auc@5']:.1f} | {s[f'{name} pose auc@10']:.1f} | "
-                    f"{s[f'{name} pose auc@20']:.1f} |")
+            row += "".join(f" {s[f'{name} {auc_key}@{t}']:.1f} |" for t in thresholds)
         lines.append(
-            row + f" {s['mean_matches']:.0f} | {s['epipolar_precision']:.1f} | "
+            row + f" {s['mean_matches']:.0f} | {s[precision_key]:.1f} | "
             f"{s['failures']}/{s['pairs']} | {s['median_latency_ms']:.1f} | "
             f"{_milliseconds(s.get('median_inference_ms', float('nan')))} |")
     return "\n".join(lines)
