@@ -57,12 +57,20 @@ def coarse_truth(homography: np.ndarray, width: int, height: int, stride: int) -
     back_index = np.where(back_ok, back_cell[:, 1] * grid_w + back_cell[:, 0], -2)
     back_index = np.where(back_ok & (back_cell[:, 0] >= 0) & (back_cell[:, 0] < grid_w)
                           & (back_cell[:, 1] >= 0) & (back_cell[:, 1] < grid_h), back_index, -2)
-    own_index = np.arange(len(centres))
-    mutual = np.zeros(len(centres), dtype=bool)
+    return _mutual_truth(match_j, back_index, warped)
+
+
+def _mutual_truth(match_j: np.ndarray, back_index: np.ndarray,
+                  target_xy: np.ndarray) -> CoarseTruth:
+    """Keep the matches that are mutual: image-0 cell i -> image-1 cell ``match_j[i]`` [L]
+    (-1: none) counts only where that cell maps back to i (``back_index`` [S]); ``target_xy``
+    [L,2] is kept (as float32) where the match is kept, NaN elsewhere."""
+    own_index = np.arange(len(match_j))
+    mutual = np.zeros(len(match_j), dtype=bool)
     valid = match_j >= 0
     mutual[valid] = back_index[match_j[valid]] == own_index[valid]
     match_j = np.where(mutual, match_j, -1)
-    target = np.where(mutual[:, None], warped, np.nan).astype(np.float32)
+    target = np.where(mutual[:, None], target_xy, np.nan).astype(np.float32)
     return CoarseTruth(match_j=match_j, target_xy=target)
 
 
@@ -94,10 +102,4 @@ def field_truth(pair: CorrespondencePair, stride: int) -> CoarseTruth:
     backward = pair.field1to0[rows, cols]
     seen1 = pair.valid1[rows, cols] | ~inside(backward, width, height)
     back_index = np.where(seen1, _cell_index(backward, grid_w, grid_h, stride, -2), -2)
-    own_index = np.arange(len(centres))
-    mutual = np.zeros(len(centres), dtype=bool)
-    valid = match_j >= 0
-    mutual[valid] = back_index[match_j[valid]] == own_index[valid]
-    match_j = np.where(mutual, match_j, -1)
-    target = np.where(mutual[:, None], forward, np.nan).astype(np.float32)
-    return CoarseTruth(match_j=match_j, target_xy=target)
+    return _mutual_truth(match_j, back_index, forward)
