@@ -12,7 +12,7 @@ import zlib
 
 import cv2
 import pytest
-from ros_helpers import RosClient, RosProcess, model_ros_args, require_rclpy, wait_for  # noqa: I001
+from ros_helpers import RosClient, node_process, require_rclpy, wait_for  # noqa: I001
 
 require_rclpy()
 
@@ -36,16 +36,10 @@ FRAME_SIZE = (320, 240)
 
 @pytest.fixture(scope="module")
 def node():
-    process = RosProcess("loftr_ros.ros.node", name="matcher_node", ros_args=[
+    yield from node_process([
         "-r", f"__ns:={NAMESPACE}", "-r", f"image:={CAMERA}", "-r", f"camera_info:={CAMERA_INFO}",
         "-p", "backend:=onnxruntime", "-p", "image_transport:=compressed",
-        "-p", "estimate:=essential", "-p", "auto_reference:=false"] + model_ros_args())
-    yield process
-    code = process.stop()
-    output = process.output()
-    process.cleanup()
-    assert code == 0, f"matcher_node exited with {code} on SIGINT:\n{output}"
-    assert "Traceback" not in output, output
+        "-p", "estimate:=essential", "-p", "auto_reference:=false"])
 
 
 @pytest.fixture(scope="module")
