@@ -103,6 +103,17 @@ class FrameGeometry:
         return float(self.inliers.mean()) if len(self.inliers) else 0.0
 
 
+def spread_across_line(points: np.ndarray) -> float:
+    """RMS distance (pixels) of points ``[N,2]`` from their least-squares line (0 for fewer
+    than 3). Matches within the estimate's threshold of one line fit any homography that agrees
+    on that line, however it maps the rest of the frame."""
+    points = np.asarray(points, np.float64).reshape(-1, 2)
+    if len(points) < 3:
+        return 0.0
+    singular = np.linalg.svd(points - points.mean(axis=0), compute_uv=False)
+    return float(singular[-1] / np.sqrt(len(points)))
+
+
 def estimate_frame_geometry(mode: str, keypoints_ref: np.ndarray, keypoints_cur: np.ndarray,
                             threshold_px: float, min_inliers: int,
                             camera_ref: Optional[CameraModel] = None,
@@ -130,6 +141,13 @@ def estimate_frame_geometry(mode: str, keypoints_ref: np.ndarray, keypoints_cur:
         if estimate.homography is None or inliers < min_inliers:
             return FrameGeometry(none, failure=f"homography: {inliers} inliers of {count} "
                                  f"matches (min_inliers {min_inliers})", seconds=seconds)
+        spread = min(spread_across_line(keypoints_ref[estimate.inliers]),
+                     spread_across_line(keypoints_cur[estimate.inliers]))
+        if spread < threshold_px:
+            return FrameGeometry(none, failure=(
+                f"homography: the {inliers} inliers lie along a line ({spread:.1f} px across "
+                f"it, under estimate_threshold_px {threshold_px:g}), which leaves the "
+                "homography undetermined off it"), seconds=seconds)
         return FrameGeometry(estimate.inliers, homography=estimate.homography, seconds=seconds)
     if mode != ESTIMATE_ESSENTIAL:
         raise ValueError(f"unknown estimate mode {mode!r}")
@@ -216,4 +234,4 @@ def pose_msg(rotation: np.ndarray, position: np.ndarray, header: Any, frame_id: 
 
 __all__ = ["CameraModel", "FrameGeometry", "camera_model_from_info", "estimate_frame_geometry",
            "homography_from_msg", "homography_msg", "pose_msg", "quaternion_from_rotation",
-           "rotation_from_quaternion"]
+           "rotation_from_quaternion", "spread_across_line"]

@@ -9,6 +9,7 @@ from loftr_ros.ros.geometry_outputs import (
     estimate_frame_geometry,
     quaternion_from_rotation,
     rotation_from_quaternion,
+    spread_across_line,
 )
 
 
@@ -53,6 +54,29 @@ def test_too_few_inliers_is_a_failure_with_no_flags():
     result = estimate_frame_geometry("homography", ref, cur, 3.0, 31)
     assert "30 inliers" in result.failure and result.homography is None
     assert not result.inliers.any()
+
+
+def test_homography_of_matches_along_a_line_is_a_failure():
+    # 100 matches within 0.5 px of one line (a thin edge, a horizon): MAGSAC++ returned a
+    # homography with every match an inlier that put the frame's far corner 77 px off
+    rng = np.random.default_rng(0)
+    ref = np.column_stack([rng.uniform(0, 640, 100), np.full(100, 100.0)])
+    ref += rng.normal(0, 0.5, ref.shape)
+    cur = ref + [5.0, 3.0] + rng.normal(0, 0.5, ref.shape)
+    result = estimate_frame_geometry("homography", ref, cur, 3.0, 15)
+    assert "along a line" in result.failure and result.homography is None
+    assert not result.inliers.any()
+
+
+def test_spread_across_line():
+    rng = np.random.default_rng(1)
+    angle = np.radians(30.0)
+    along = rng.uniform(-200, 200, 500)
+    across = rng.normal(0, 2.0, 500)
+    points = np.column_stack([along * np.cos(angle) - across * np.sin(angle),
+                              along * np.sin(angle) + across * np.cos(angle)]) + [300, 200]
+    assert abs(spread_across_line(points) - 2.0) < 0.2
+    assert spread_across_line(points[:2]) == 0.0
 
 
 def test_camera_info_checks():
