@@ -25,7 +25,7 @@ import pytest
 from conftest import REPO_ROOT
 from onnx import TensorProto, helper
 
-from loftr_ros.deploy.onnx_audit import FP16_MAX, convert_to_fp16, fp16_range_scan
+from loftr_ros.deploy.fp16 import FP16_MAX, convert_to_fp16, fp16_range_scan
 
 ort = pytest.importorskip("onnxruntime")
 

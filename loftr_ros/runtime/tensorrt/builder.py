@@ -208,7 +208,7 @@ def _weakly_typed(trt: Any) -> bool:
 
 def _onnx_bytes_for(trt: Any, onnx_path: str, precision: str, log: Log) -> bytes:
     """The ONNX bytes to parse: the file, or on strongly typed TensorRT (11+) an fp16 version
-    made with :func:`loftr_ros.deploy.onnx_audit.convert_to_fp16` (inputs/outputs stay float32)."""
+    made with :func:`loftr_ros.deploy.fp16.convert_to_fp16` (inputs/outputs stay float32)."""
     with open(onnx_path, "rb") as handle:
         data = handle.read()
     if _weakly_typed(trt) or precision == "fp32":
@@ -217,7 +217,7 @@ def _onnx_bytes_for(trt: Any, onnx_path: str, precision: str, log: Log) -> bytes
         raise LoftrRuntimeError(f"TensorRT {trt.__version__} has no calibrated INT8 (it needs "
                                 "explicitly quantized Q/DQ graphs); build fp16 instead")
     try:
-        from loftr_ros.deploy.onnx_audit import convert_to_fp16
+        from loftr_ros.deploy.fp16 import convert_to_fp16
 
         converted = convert_to_fp16(data)
     except ImportError as exc:
