@@ -229,14 +229,6 @@ class Matcher:
                    for item in prepared]
         return self._match_encoded(encoded[0], encoded[1], started, inferred)
 
-    def match_prepared(self, input0: np.ndarray, transform0: InputTransform, input1: np.ndarray,
-                       transform1: InputTransform, started: Optional[float] = None) -> Matches:
-        """Match already prepared inputs (:meth:`prepare`)."""
-        started = time.perf_counter() if started is None else started
-        inferred = time.perf_counter()
-        return self._match_encoded(self._encode_prepared(input0, transform0),
-                                   self._encode_prepared(input1, transform1), started, inferred)
-
     def _match_encoded(self, encoded0: EncodedImage, encoded1: EncodedImage, started: float,
                        inferred: float) -> Matches:
         options = self.options
