@@ -20,8 +20,8 @@ from loftr_ros.ros.image_conversion import (
     MAX_PIXELS,
     EmptyImageError,
     MalformedImageError,
-    TinyImageError,
     UnsupportedEncodingError,
+    check_matchable_size,
     normalise_to_uint8,
 )
 
@@ -96,8 +96,6 @@ def compressed_msg_to_matching_image(msg: Any) -> np.ndarray:
         MalformedImageError: truncated or corrupt data, or a frame over ``MAX_PIXELS``.
         TinyImageError: a side below the matcher's minimum.
     """
-    from loftr_ros.matching.preprocess import MIN_IMAGE_SIDE
-
     data = bytes(msg.data)
     label = f"compressed image (format {getattr(msg, 'format', '')!r})"
     if not data:
@@ -121,9 +119,7 @@ def compressed_msg_to_matching_image(msg: Any) -> np.ndarray:
     height, width = pixels.shape[:2]
     if height * width > MAX_PIXELS:
         raise MalformedImageError(f"{label}: {width}x{height} is over {MAX_PIXELS} pixels")
-    if width < MIN_IMAGE_SIDE or height < MIN_IMAGE_SIDE:
-        raise TinyImageError(f"image {width}x{height} is too small to match: each side "
-                             f"needs at least {MIN_IMAGE_SIDE} pixels")
+    check_matchable_size(width, height)
     if pixels.dtype != np.uint8:  # a 16-bit PNG
         pixels = normalise_to_uint8(pixels)
     if pixels.ndim == 3 and pixels.shape[2] == 4:

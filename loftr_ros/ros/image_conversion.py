@@ -272,14 +272,19 @@ class ImageConverter:
     def to_matching_image(self, msg: Any) -> np.ndarray:
         """uint8 gray ``[H, W]`` or BGR ``[H, W, 3]`` for the matcher and the debug image.
         TinyImageError for a frame the matcher refuses (a side below ``MIN_IMAGE_SIDE``)."""
-        from loftr_ros.matching.preprocess import MIN_IMAGE_SIDE
-
         pixels = self.to_array(msg)  # a malformed message is reported as such first
-        height, width = pixels.shape[:2]
-        if width < MIN_IMAGE_SIDE or height < MIN_IMAGE_SIDE:
-            raise TinyImageError(f"image {width}x{height} is too small to match: each side "
-                                 f"needs at least {MIN_IMAGE_SIDE} pixels")
+        check_matchable_size(pixels.shape[1], pixels.shape[0])
         return array_to_matching_image(pixels, msg.encoding)
+
+
+def check_matchable_size(width: int, height: int) -> None:
+    """TinyImageError for a frame of ``width`` x ``height`` pixels that the matcher refuses (a
+    side below ``loftr_ros.matching.preprocess.MIN_IMAGE_SIDE``)."""
+    from loftr_ros.matching.preprocess import MIN_IMAGE_SIDE
+
+    if width < MIN_IMAGE_SIDE or height < MIN_IMAGE_SIDE:
+        raise TinyImageError(f"image {width}x{height} is too small to match: each side "
+                             f"needs at least {MIN_IMAGE_SIDE} pixels")
 
 
 def _self_check_samples() -> Dict[str, np.ndarray]:
@@ -390,5 +395,6 @@ __all__ = [
     "ENCODINGS", "MAIN_ENCODINGS", "MAX_PIXELS", "SUPPORTED_ENCODINGS", "EmptyImageError",
     "ImageConversionError", "ImageConverter", "MalformedImageError", "RawImage",
     "UnsupportedEncodingError", "array_to_image_msg", "array_to_image_msg_like",
-    "array_to_matching_image", "encoding_info", "image_msg_to_array", "normalise_to_uint8",
+    "array_to_matching_image", "check_matchable_size", "encoding_info", "image_msg_to_array",
+    "normalise_to_uint8",
 ]
