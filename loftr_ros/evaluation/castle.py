@@ -29,10 +29,9 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 
-from loftr_ros.evaluation.datasets import DatasetError
+from loftr_ros.evaluation.datasets import DatasetError, read_gray
 from loftr_ros.evaluation.pose_datasets import PosePair
 
 PACKAGE = "visp-images-data"
@@ -87,11 +86,7 @@ class CastleSequence:
 
     def image(self, frame: int) -> np.ndarray:
         """Frame ``frame`` (1-based) as uint8 gray ``[480,640]``."""
-        path = self.folder / "Images" / f"Image_{frame:04d}.pgm"
-        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        if image is None:
-            raise DatasetError(f"cannot read image {path}")
-        return image
+        return read_gray(self.folder / "Images" / f"Image_{frame:04d}.pgm")
 
     def pose(self, frame: int) -> np.ndarray:
         """``cMo`` of frame ``frame``: float64 ``[4,4]``, world -> camera coordinates."""

@@ -20,7 +20,7 @@ from typing import Iterator, List, Optional, Tuple
 import cv2
 import numpy as np
 
-from loftr_ros.evaluation.datasets import DatasetError, held_out_images
+from loftr_ros.evaluation.datasets import DatasetError, held_out_images, read_gray
 
 SCENE_SIZE = (640, 480)
 
@@ -82,13 +82,7 @@ class ScenePairs:
     def textures(self) -> List[np.ndarray]:
         """The photos as grayscale uint8 images (read once)."""
         if self._textures is None:
-            textures = []
-            for path in self.paths:
-                image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-                if image is None:
-                    raise DatasetError(f"cannot read image {path}")
-                textures.append(image)
-            self._textures = textures
+            self._textures = [read_gray(path) for path in self.paths]
         return self._textures
 
     def __iter__(self) -> Iterator[PosePair]:
