@@ -566,14 +566,14 @@ class MatcherNode(Node):
         lines = [f"matches {len(result.scores)}  backend {self.backend_name}",
                  f"{self._fps:.1f} FPS  latency {timing.latency * 1e3:.0f} ms  "
                  f"inference {timing.inference * 1e3:.0f} ms"]
-        if geometry is not None and self._params["estimate"] != api.ESTIMATE_NONE:
+        estimated = geometry is not None and self._params["estimate"] != api.ESTIMATE_NONE
+        if estimated:
             lines.append(f"{self._params['estimate']}: {int(geometry.inliers.sum())} inliers "
                          f"({100 * geometry.inlier_ratio:.0f}%)"
                          + ("" if not geometry.failure else "  FAILED"))
         if geometry is not None and geometry.homography is not None:
             height, width = reference.image.shape[:2]
             image = draw_reference_outline(image, (width, height), geometry.homography)
-        estimated = geometry is not None and self._params["estimate"] != api.ESTIMATE_NONE
         canvas = draw_matches(reference.image, image, result.keypoints0, result.keypoints1,
                               result.scores, text_lines=lines,
                               max_lines=self._params["debug_max_lines"],
