@@ -318,7 +318,6 @@ class MatcherNode(Node):
         self._reference_camera: Optional[CameraModel] = None
         self.estimates_failed = 0
         self._reported_failed = 0
-        self._estimated = 0
         self._last_failure = ""
         self._last_inlier_ratio = -1.0
         self._estimate_seconds: List[float] = []
@@ -352,7 +351,6 @@ class MatcherNode(Node):
             self._params["min_inliers"], camera_ref, camera, (image.shape[1], image.shape[0]))
         if mode == api.ESTIMATE_NONE:
             return geometry
-        self._estimated += 1
         self._last_inlier_ratio = geometry.inlier_ratio
         self._estimate_seconds = (self._estimate_seconds + [geometry.seconds])[-50:]
         if geometry.failure:
