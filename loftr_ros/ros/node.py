@@ -525,7 +525,9 @@ class MatcherNode(Node):
                                           throttle_duration_sec=_LOG_THROTTLE_S)
                 return
             reference = self._set_reference(msg, image)
-        result = self.matcher.match(reference.encoded, image)
+        # The frame that just became the reference is already encoded: match it as it is.
+        frame = reference.encoded if reference.image is image else image
+        result = self.matcher.match(reference.encoded, frame)
         geometry = self._estimate(result, image)
         cloud = matches_to_msg(result.keypoints0, result.keypoints1, result.scores, msg.header,
                                reference.stamp, inliers=geometry.inliers)
