@@ -34,6 +34,7 @@ in [0, 1] (the model inputs), or uint8 / uint16 arrays (scaled to [0, 1]), or
 """
 from __future__ import annotations
 
+import functools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -99,14 +100,6 @@ class PhotometricSettings:
             raise ValueError("a local affine needs at least 4 neighbours (3 to fit, 1 to check)")
 
 
-def _apply(matrices: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """``matrices`` [N,2,2] applied to ``vectors`` [N,2] or [N,M,2] (broadcast over M)."""
-    m = matrices if vectors.ndim == 2 else matrices[:, None]
-    x, y = vectors[..., 0], vectors[..., 1]
-    return np.stack([m[..., 0, 0] * x + m[..., 0, 1] * y, m[..., 1, 0] * x + m[..., 1, 1] * y],
-                    axis=-1)
-
-
 def _affine_products(dx: np.ndarray, dy: np.ndarray, tx: np.ndarray, ty: np.ndarray
                      ) -> np.ndarray:
     """[N,12,K] products whose weighted sums over K make the normal equations of ``t ~ A d + c``:
@@ -115,10 +108,12 @@ def _affine_products(dx: np.ndarray, dy: np.ndarray, tx: np.ndarray, ty: np.ndar
                      tx, tx * dx, tx * dy, ty, ty * dx, ty * dy], axis=1)
 
 
-def _fit_affines(products: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def _fit_affines(products: np.ndarray, weights: np.ndarray
+                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weighted least squares of ``t ~ A d + c`` per row, from :func:`_affine_products` [N,12,K]
-    and ``weights`` [N,K]; returns [N,2,3] (rows: x', y'; columns: dx, dy, 1), solved in closed
-    form: the adjugate of the 3x3 normal matrix over (dx, dy, 1), with a tiny ridge."""
+    and ``weights`` [N,K]; returns the coefficients of dx, of dy and of 1, each [2,N] (rows: x',
+    y'), solved in closed form: the adjugate of the 3x3 normal matrix over (dx, dy, 1), with a
+    tiny ridge."""
     sums = np.einsum("nk,npk->pn", weights, products)                          # [12,N]
     one, sx, sy, sxx, sxy, syy = sums[:6]
     one, sxx, syy = one + 1e-6, sxx + 1e-6, syy + 1e-6
@@ -127,12 +122,11 @@ def _fit_affines(products: np.ndarray, weights: np.ndarray) -> np.ndarray:
     c11, c12, c22 = sxx * one - sx * sx, sxy * sx - sxx * sy, sxx * syy - sxy * sxy
     determinant = sxx * c00 + sxy * c01 + sx * c02
     inverse_determinant = 1.0 / np.where(np.abs(determinant) > 1e-12, determinant, 1e-12)
-    solution = np.empty((len(one), 2, 3))
-    for row, (r_dx, r_dy, r_one) in enumerate((sums[[7, 8, 6]], sums[[10, 11, 9]])):
-        solution[:, row, 0] = (c00 * r_dx + c01 * r_dy + c02 * r_one) * inverse_determinant
-        solution[:, row, 1] = (c01 * r_dx + c11 * r_dy + c12 * r_one) * inverse_determinant
-        solution[:, row, 2] = (c02 * r_dx + c12 * r_dy + c22 * r_one) * inverse_determinant
-    return solution
+    # right-hand sides of both rows at once: [2,N] sums of t dx, t dy and t
+    r_dx, r_dy, r_one = sums[[7, 10]], sums[[8, 11]], sums[[6, 9]]
+    return ((c00 * r_dx + c01 * r_dy + c02 * r_one) * inverse_determinant,
+            (c01 * r_dx + c11 * r_dy + c12 * r_one) * inverse_determinant,
+            (c02 * r_dx + c12 * r_dy + c22 * r_one) * inverse_determinant)
 
 
 def nearest_neighbours(points: np.ndarray, count: int, rows: slice = slice(None)) -> np.ndarray:
@@ -154,6 +148,45 @@ def nearest_neighbours(points: np.ndarray, count: int, rows: slice = slice(None)
     return nearest.astype(np.int64)
 
 
+def _local_affines(keypoints0: np.ndarray, keypoints1: np.ndarray, neighbours: int,
+                   gate: float, rows: slice) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`local_affines` as float64 [4,R] (the entries 00, 01, 10, 11 of each ``A``) and
+    bool [R] usable."""
+    points0 = np.asarray(keypoints0, dtype=np.float64)
+    points1 = np.asarray(keypoints1, dtype=np.float64)
+    centre = np.arange(len(points0))[rows]
+    selected = len(centre)
+    if len(points0) < 3:
+        identity = np.zeros((4, selected))
+        identity[[0, 3]] = 1.0
+        return identity, np.zeros(selected, dtype=bool)
+    nearest = nearest_neighbours(points0, min(neighbours, len(points0)), rows)   # [R,K]
+    # neighbour offsets from the match itself in image 0 (d) and from its partner in image 1 (t),
+    # x and y apart (contiguous)
+    x0, y0 = points0.T.copy()
+    x1, y1 = points1.T.copy()
+    dx = x0[nearest] - x0[centre][:, None]
+    dy = y0[nearest] - y0[centre][:, None]
+    targets = np.stack([x1[nearest] - x1[centre][:, None],
+                        y1[nearest] - y1[centre][:, None]])                  # [2,R,K]
+    products = _affine_products(dx, dy, targets[0], targets[1])
+    weights = np.ones(nearest.shape)
+    for round_index in range(_AFFINE_ROUNDS):
+        along_x, along_y, constant = _fit_affines(products, weights)         # [2,R] each
+        errors = (along_x[:, :, None] * dx + along_y[:, :, None] * dy + constant[:, :, None]
+                  - targets)
+        residual = np.hypot(errors[0], errors[1])
+        if round_index < _AFFINE_ROUNDS - 2:   # Cauchy reweighting, then hard gates
+            weights = 1.0 / (1.0 + (2.0 * residual / gate) ** 2)
+        else:
+            weights = (residual < gate).astype(np.float64)
+    linear = np.stack([along_x[0], along_y[0], along_x[1], along_y[1]])       # [4,R]
+    determinant = linear[0] * linear[3] - linear[1] * linear[2]
+    usable = ((weights.sum(1) >= 4) & (determinant > 1 / 16) & (determinant < 16)
+              & np.isfinite(linear).all(axis=0))
+    return linear, usable
+
+
 def local_affines(keypoints0: np.ndarray, keypoints1: np.ndarray, neighbours: int,
                   gate: float, rows: slice = slice(None)) -> Tuple[np.ndarray, np.ndarray]:
     """Per match (of ``rows``, default all), the linear part of the affine map image 0 -> image 1
@@ -162,43 +195,32 @@ def local_affines(keypoints0: np.ndarray, keypoints1: np.ndarray, neighbours: in
     Returns (float64 [R,2,2] with ``d1 = A @ d0``, bool [R] usable: enough neighbours within the
     gate and a determinant between 1/16 and 16).
     """
-    points0 = np.asarray(keypoints0, dtype=np.float64)
-    points1 = np.asarray(keypoints1, dtype=np.float64)
-    selected = len(points0[rows])
-    if len(points0) < 3:
-        return np.tile(np.eye(2), (selected, 1, 1)), np.zeros(selected, dtype=bool)
-    nearest = nearest_neighbours(points0, min(neighbours, len(points0)), rows)   # [R,K]
-    # neighbour offsets from the match itself in image 0 (d) and from its partner in image 1 (t)
-    dx, dy = (points0[nearest] - points0[rows][:, None, :]).transpose(2, 0, 1)
-    tx, ty = (points1[nearest] - points1[rows][:, None, :]).transpose(2, 0, 1)
-    products = _affine_products(dx, dy, tx, ty)
-    weights = np.ones(nearest.shape)
-    for round_index in range(_AFFINE_ROUNDS):
-        solution = _fit_affines(products, weights)                            # [R,2,3]
-        residual = np.hypot(solution[:, 0, :1] * dx + solution[:, 0, 1:2] * dy
-                            + solution[:, 0, 2:] - tx,
-                            solution[:, 1, :1] * dx + solution[:, 1, 1:2] * dy
-                            + solution[:, 1, 2:] - ty)
-        if round_index < _AFFINE_ROUNDS - 2:   # Cauchy reweighting, then hard gates
-            weights = 1.0 / (1.0 + (2.0 * residual / gate) ** 2)
-        else:
-            weights = (residual < gate).astype(np.float64)
-    linear = solution[:, :, :2]
-    determinant = linear[:, 0, 0] * linear[:, 1, 1] - linear[:, 0, 1] * linear[:, 1, 0]
-    usable = ((weights.sum(1) >= 4) & (determinant > 1 / 16) & (determinant < 16)
-              & np.isfinite(linear).all(axis=(1, 2)))
-    return linear, usable
+    linear, usable = _local_affines(keypoints0, keypoints1, neighbours, gate, rows)
+    return linear.T.reshape(-1, 2, 2).copy(), usable
 
 
-def _sample(image: np.ndarray, points: np.ndarray, offsets_x: np.ndarray,
-            offsets_y: np.ndarray) -> np.ndarray:
-    """Bilinear samples [N,Q] of ``image`` at ``points`` [N,2] plus per-row offsets [N,Q] or
-    [Q] (x and y apart: a two-channel map would make numpy loop over pairs)."""
-    centres = points.astype(np.float32)
-    map_x = np.ascontiguousarray(centres[:, :1] + offsets_x, dtype=np.float32)
-    map_y = np.ascontiguousarray(centres[:, 1:] + offsets_y, dtype=np.float32)
-    # rows = matches (remap's size limit is per dimension)
+def _remap(image: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
+    """Bilinear samples of ``image`` at float32 ``map_x``, ``map_y`` (any 2-D shape; rows =
+    matches, as remap's size limit is per dimension)."""
     return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _patches(image: np.ndarray, points: np.ndarray, radius: int) -> np.ndarray:
+    """float32 [N,2r+1,2r+1] bilinear patches of ``image`` centred on ``points`` [N,2]. Where
+    every point is a whole pixel with its patch inside the image (the matcher's coarse grid),
+    the patches are the pixels themselves, which bilinear sampling at whole pixels gives
+    exactly, so they are copied instead of sampled."""
+    side = 2 * radius + 1
+    height, width = image.shape
+    corner = points - radius
+    if (len(points) and np.array_equal(corner, np.floor(corner)) and corner.min() >= 0
+            and (corner[:, 0] <= width - side).all() and (corner[:, 1] <= height - side).all()):
+        windows = np.lib.stride_tricks.sliding_window_view(image, (side, side))
+        return windows[corner[:, 1].astype(np.intp), corner[:, 0].astype(np.intp)]
+    offset_x, offset_y = _patch_offsets(radius)
+    centres = points.astype(np.float32)
+    return _remap(image, centres[:, :1] + offset_x, centres[:, 1:] + offset_y).reshape(
+        -1, side, side)
 
 
 def _unit_gray(image: np.ndarray, name: str) -> np.ndarray:
@@ -242,17 +264,24 @@ def photometric_image(image: Union[np.ndarray, PhotometricImage], name: str = "i
     return PhotometricImage(full=full, half=half, templates=bank)
 
 
-def _patch_grid(radius: int) -> np.ndarray:
-    """float32 [2r+1, 2r+1, 2] of (x, y) offsets."""
+@functools.lru_cache(maxsize=None)
+def _patch_offsets(radius: int) -> Tuple[np.ndarray, np.ndarray]:
+    """float32 [(2r+1)^2] x and y offsets of a patch, row-major (read-only, made once)."""
     steps = np.arange(-radius, radius + 1, dtype=np.float32)
-    return np.stack(np.meshgrid(steps, steps), axis=-1)
+    offset_x, offset_y = (np.ascontiguousarray(grid.ravel()) for grid in np.meshgrid(steps, steps))
+    offset_x.setflags(write=False)
+    offset_y.setflags(write=False)
+    return offset_x, offset_y
 
 
+@functools.lru_cache(maxsize=None)
 def _gaussian_window(radius: int) -> np.ndarray:
-    """float32 [(2r+1)^2] Gaussian weights (sigma r/1.5) that sum to 1, row-major."""
-    offsets = _patch_grid(radius).reshape(-1, 2)
+    """float32 [(2r+1)^2] Gaussian weights (sigma r/1.5) that sum to 1, row-major (read-only)."""
+    offsets = np.stack(_patch_offsets(radius), axis=-1)
     window = np.exp(-(offsets ** 2).sum(-1) / (2.0 * (radius / 1.5) ** 2))
-    return (window / window.sum()).astype(np.float32)
+    window = (window / window.sum()).astype(np.float32)
+    window.setflags(write=False)
+    return window
 
 
 class _Templates:
@@ -260,15 +289,15 @@ class _Templates:
     needs of them (the Jacobian is the template's own gradient); image 0 alone decides them.
 
     The rows of ``self.weights`` [n,4,Q] are the window, the window-weighted normalised Jacobian
-    (x, y) and the window-weighted normalised template.
+    (x, y) and the window-weighted normalised template; ``self.inverse`` [4,n] holds the entries
+    00, 01, 10, 11 of the inverse Gauss-Newton matrix, ``self.jacobian_sum`` and
+    ``self.jacobian_template`` [2,n] their x and y rows.
     """
 
     def __init__(self, image0: np.ndarray, points0: np.ndarray, radius: int) -> None:
         count = len(points0)
         self.radius = radius
-        side = 2 * radius + 3
-        grid = _patch_grid(radius + 1).reshape(-1, 2)
-        extended = _sample(image0, points0, grid[:, 0], grid[:, 1]).reshape(count, side, side)
+        extended = _patches(image0, points0, radius + 1)                       # [n,Q+,Q+]
         template = extended[:, 1:-1, 1:-1].reshape(count, -1)
         self.window = window = _gaussian_window(radius)
         mean0 = np.einsum("nq,q->n", template, window)
@@ -282,9 +311,9 @@ class _Templates:
             count, -1) * scale[:, None]
         jacobian_y = (0.5 * (extended[:, 2:, 1:-1] - extended[:, :-2, 1:-1])).reshape(
             count, -1) * scale[:, None]
-        weights[:, 1] = jacobian_x * window
-        weights[:, 2] = jacobian_y * window
-        weights[:, 3] = normalised0 * window
+        np.multiply(jacobian_x, window, out=weights[:, 1])
+        np.multiply(jacobian_y, window, out=weights[:, 2])
+        np.multiply(normalised0, window, out=weights[:, 3])
         hxx = np.einsum("nq,nq->n", weights[:, 1], jacobian_x)
         hxy = np.einsum("nq,nq->n", weights[:, 1], jacobian_y)
         hyy = np.einsum("nq,nq->n", weights[:, 2], jacobian_y)
@@ -292,19 +321,19 @@ class _Templates:
         half_trace = 0.5 * (hxx + hyy)
         spread = np.sqrt(np.maximum(half_trace ** 2 - self.determinant, 0.0))
         self.conditioning = (half_trace - spread) / np.maximum(half_trace + spread, 1e-12)
-        inverse = np.stack([np.stack([hyy, -hxy], 1), np.stack([-hxy, hxx], 1)], 1)
-        self.inverse = inverse / np.where(self.determinant > 1e-6, self.determinant,
-                                          1.0)[:, None, None]
-        self.jacobian_sum = weights[:, 1:3].sum(2)                            # [n,2]
-        self.jacobian_template = np.einsum("nkq,nq->nk", weights[:, 1:3], normalised0)
+        self.inverse = np.stack([hyy, -hxy, -hxy, hxx]) / np.where(self.determinant > 1e-6,
+                                                                   self.determinant, 1.0)
+        self.jacobian_sum = weights[:, 1:3].sum(2).T.copy()                     # [2,n]
+        self.jacobian_template = np.einsum("nkq,nq->nk", weights[:, 1:3], normalised0).T.copy()
 
     def take(self, rows: np.ndarray) -> "_Templates":
         """The templates of ``rows`` (indices)."""
         subset = object.__new__(_Templates)
         subset.radius, subset.window = self.radius, self.window
-        for name in ("contrast", "weights", "determinant", "conditioning", "inverse",
-                     "jacobian_sum", "jacobian_template"):
+        for name in ("contrast", "weights", "determinant", "conditioning"):
             setattr(subset, name, getattr(self, name)[rows])
+        for name in ("inverse", "jacobian_sum", "jacobian_template"):
+            setattr(subset, name, getattr(self, name)[:, rows])
         return subset
 
     def textured(self, min_contrast: float, min_conditioning: float) -> np.ndarray:
@@ -319,8 +348,27 @@ class TemplateBank:
 
     def __init__(self, points: np.ndarray, full: _Templates, half: _Templates) -> None:
         self.radius = full.radius
-        self._rows = {(float(x), float(y)): row for row, (x, y) in enumerate(points)}
         self.full, self.half = full, half
+        self._points = np.array(points, dtype=np.float64).reshape(-1, 2)
+        self._grid = self._regular_grid(self._points)
+        self._rows: Optional[Dict[Tuple[float, float], int]] = None
+
+    @staticmethod
+    def _regular_grid(points: np.ndarray) -> Optional[Tuple[float, float, float, int, int]]:
+        """(x0, y0, step, columns, rows) where ``points`` are a row-major grid (point k at
+        ``(x0 + (k % columns) step, y0 + (k // columns) step)``, as the coarse grid), else None."""
+        if len(points) < 2 or points[1, 0] <= points[0, 0]:
+            return None
+        x0, y0 = points[0]
+        step = points[1, 0] - x0
+        columns = int(np.count_nonzero(points[:, 1] == y0))
+        if columns < 2 or len(points) % columns:
+            return None
+        index = np.arange(len(points))
+        if not (np.array_equal(points[:, 0], x0 + (index % columns) * step)
+                and np.array_equal(points[:, 1], y0 + (index // columns) * step)):
+            return None
+        return float(x0), float(y0), float(step), columns, len(points) // columns
 
     @classmethod
     def of(cls, full: np.ndarray, half: np.ndarray, points: np.ndarray, radius: int
@@ -329,60 +377,92 @@ class TemplateBank:
         return cls(points, _Templates(full, points, radius), _Templates(half, points / 2, radius))
 
     def rows(self, points: np.ndarray) -> Optional[np.ndarray]:
-        """Row indices [n] of ``points`` [n,2], or None unless the bank holds every one."""
-        found = [self._rows.get((float(x), float(y))) for x, y in points]
-        if any(row is None for row in found):
+        """Row indices [n] of ``points`` [n,2], or None unless the bank holds every one. On a
+        grid bank the rows come from grid arithmetic, checked against the bank's points."""
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        if self._grid is not None:
+            x0, y0, step, columns, grid_rows = self._grid
+            column = np.rint((points[:, 0] - x0) / step)
+            row = np.rint((points[:, 1] - y0) / step)
+            inside = (column >= 0) & (column < columns) & (row >= 0) & (row < grid_rows)
+            if not inside.all():
+                return None
+            found = (row * columns + column).astype(np.int64)
+            return found if np.array_equal(self._points[found], points) else None
+        if self._rows is None:
+            self._rows = {(float(x), float(y)): row for row, (x, y) in enumerate(self._points)}
+        listed = [self._rows.get((float(x), float(y))) for x, y in points]
+        if any(row is None for row in listed):
             return None
-        return np.asarray(found, dtype=np.int64)
+        return np.asarray(listed, dtype=np.int64)
 
 
 class _Alignment:
-    """Image-0 templates (:class:`_Templates`) and their image-1 partners under local affines.
-    Shifts are [n,2] in image-0 pixels. Every window sum an iteration needs comes from one pass
-    over the image-1 samples (against the rows of the templates' ``weights``)."""
+    """Image-0 templates (:class:`_Templates`) and their image-1 partners under local affines
+    (``linear`` [4,n], see :func:`_local_affines`). Shifts are x and y [n] in image-0 pixels.
+    Every window sum an iteration needs comes from one pass over the image-1 samples (against
+    the rows of the templates' ``weights``)."""
 
     def __init__(self, templates: _Templates, image1: np.ndarray, points1: np.ndarray,
-                 linear: np.ndarray) -> None:
+                 linear: np.ndarray, offsets: Tuple[np.ndarray, np.ndarray]) -> None:
+        """``offsets``: float32 [n,Q] x and y patch offsets in image 1 (the patch grid under
+        ``linear``, from :func:`_warped_offsets`)."""
         self.templates = templates
         self.window, self.weights = templates.window, templates.weights
         self.inverse = templates.inverse
         self.jacobian_sum = templates.jacobian_sum
         self.jacobian_template = templates.jacobian_template
-        self.image1, self.points1, self.linear = image1, points1, linear
-        offset_x, offset_y = _patch_grid(templates.radius).reshape(-1, 2).T      # [Q] each
-        matrices = linear.astype(np.float32)
-        self.offsets_x = matrices[:, 0, :1] * offset_x + matrices[:, 0, 1:] * offset_y  # [n,Q]
-        self.offsets_y = matrices[:, 1, :1] * offset_x + matrices[:, 1, 1:] * offset_y
+        self.image1, self.linear = image1, linear
+        self.points_x, self.points_y = points1.T.copy()
+        self.offsets_x, self.offsets_y = offsets
 
     def textured(self, min_contrast: float, min_conditioning: float) -> np.ndarray:
         """bool [n]: see :meth:`_Templates.textured`."""
         return self.templates.textured(min_contrast, min_conditioning)
 
-    def _sums(self, shift: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """Window sums over the image-1 patches moved by ``shift``: ([n,4] of samples times
+    def _sums(self, shift_x: np.ndarray, shift_y: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Window sums over the image-1 patches moved by the shift: ([n,4] of samples times
         each row of ``self.weights``, [n] windowed standard deviation of the samples)."""
-        samples = _sample(self.image1, self.points1 + _apply(self.linear, shift), self.offsets_x,
-                          self.offsets_y)
+        a00, a01, a10, a11 = self.linear
+        centre_x = (self.points_x + (a00 * shift_x + a01 * shift_y)).astype(np.float32)
+        centre_y = (self.points_y + (a10 * shift_x + a11 * shift_y)).astype(np.float32)
+        samples = _remap(self.image1, centre_x[:, None] + self.offsets_x,
+                         centre_y[:, None] + self.offsets_y)
         sums = np.einsum("nkq,nq->nk", self.weights, samples)
         second = np.einsum("nq,nq,q->n", samples, samples, self.window)
         return sums, np.sqrt(np.maximum(second - sums[:, 0] ** 2, 0.0))
 
-    def ncc(self, shift: np.ndarray) -> np.ndarray:
-        """Windowed NCC [n] of the templates and the image-1 patches moved by ``shift``. The
+    def ncc(self, shift_x: np.ndarray, shift_y: np.ndarray) -> np.ndarray:
+        """Windowed NCC [n] of the templates and the image-1 patches moved by the shift. The
         image-1 spread is floored at one grey level, so a flat image-1 patch scores about 0
         instead of its amplified rounding noise."""
-        sums, spread = self._sums(shift)
+        sums, spread = self._sums(shift_x, shift_y)
         return sums[:, 3] / np.maximum(spread, _GREY_LEVEL)
 
-    def gauss_newton(self, shift: np.ndarray, iterations: int) -> np.ndarray:
-        """``iterations`` Gauss-Newton steps on the translation from ``shift``."""
+    def gauss_newton(self, shift_x: np.ndarray, shift_y: np.ndarray, iterations: int
+                     ) -> Tuple[np.ndarray, np.ndarray]:
+        """``iterations`` Gauss-Newton steps on the translation from the shift."""
+        b00, b01, b10, b11 = self.inverse
+        jacobian_sum_x, jacobian_sum_y = self.jacobian_sum
+        jacobian_template_x, jacobian_template_y = self.jacobian_template
         for _ in range(iterations):
-            sums, spread = self._sums(shift)
+            sums, spread = self._sums(shift_x, shift_y)
             # sum over the window of Jacobian * (normalised patch - normalised template)
-            gradient = ((sums[:, 1:3] - sums[:, :1] * self.jacobian_sum) / (spread[:, None] + 1e-6)
-                        - self.jacobian_template)
-            shift = shift - _apply(self.inverse, gradient)
-        return shift
+            denominator = spread + 1e-6
+            gradient_x = (sums[:, 1] - sums[:, 0] * jacobian_sum_x) / denominator \
+                - jacobian_template_x
+            gradient_y = (sums[:, 2] - sums[:, 0] * jacobian_sum_y) / denominator \
+                - jacobian_template_y
+            shift_x = shift_x - (b00 * gradient_x + b01 * gradient_y)
+            shift_y = shift_y - (b10 * gradient_x + b11 * gradient_y)
+        return shift_x, shift_y
+
+
+def _warped_offsets(linear: np.ndarray, radius: int) -> Tuple[np.ndarray, np.ndarray]:
+    """float32 [n,Q] x and y offsets of the patch grid mapped by ``linear`` [4,n]."""
+    offset_x, offset_y = _patch_offsets(radius)
+    a00, a01, a10, a11 = linear.astype(np.float32)[:, :, None]
+    return a00 * offset_x + a01 * offset_y, a10 * offset_x + a11 * offset_y
 
 
 def _worker_pool(workers: int) -> ThreadPoolExecutor:
@@ -406,8 +486,8 @@ def _refine_rows(images: Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     Returns (float64 [R,2] image-1 positions, bool [R] which moved).
     """
     image0, image1, half0, half1 = images
-    linear, usable = local_affines(keypoints0, keypoints1, settings.neighbours,
-                                   settings.affine_gate, rows)
+    linear, usable = _local_affines(keypoints0, keypoints1, settings.neighbours,
+                                    settings.affine_gate, rows)
     points0, points1 = keypoints0[rows], keypoints1[rows]
     refined = points1.copy()
     moved = np.zeros(len(points0), dtype=bool)
@@ -419,14 +499,17 @@ def _refine_rows(images: Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     height1, width1 = image1.shape
     usable &= ((points0 >= reach).all(1) & (points0[:, 0] < width0 - reach)
                & (points0[:, 1] < height0 - reach))
-    corners = np.array([[-1, -1], [1, -1], [-1, 1], [1, 1]], dtype=np.float64)
-    corners1 = points1[:, None, :] + _apply(linear, corners[None] * (reach + settings.max_shift))
-    usable &= ((corners1 >= 0).all(axis=(1, 2)) & (corners1[..., 0] <= width1 - 1).all(1)
-               & (corners1[..., 1] <= height1 - 1).all(1))
+    corner = float(reach + settings.max_shift)
+    a00, a01, a10, a11 = linear
+    for sign_x, sign_y in ((-1, -1), (1, -1), (-1, 1), (1, 1)):
+        corner_x = points1[:, 0] + (a00 * (sign_x * corner) + a01 * (sign_y * corner))
+        corner_y = points1[:, 1] + (a10 * (sign_x * corner) + a11 * (sign_y * corner))
+        usable &= ((corner_x >= 0) & (corner_y >= 0) & (corner_x <= width1 - 1)
+                   & (corner_y <= height1 - 1))
     index = np.flatnonzero(usable)
     if len(index) == 0:
         return refined, moved
-    points0, points1, linear = points0[index], points1[index], linear[index]
+    points0, points1, linear = points0[index], points1[index], linear[:, index]
 
     bank_rows = bank.rows(points0) if bank is not None and bank.radius == radius else None
     if bank_rows is None:
@@ -434,19 +517,25 @@ def _refine_rows(images: Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
         fine_templates = _Templates(image0, points0, radius)
     else:
         coarse_templates, fine_templates = bank.half.take(bank_rows), bank.full.take(bank_rows)
-    coarse = _Alignment(coarse_templates, half1, points1 / 2, linear)
-    shift = 2.0 * coarse.gauss_newton(np.zeros((len(index), 2)), settings.iterations)
-    fine = _Alignment(fine_templates, image1, points1, linear)
-    shift = fine.gauss_newton(shift, settings.iterations)
-    ncc_start = fine.ncc(np.zeros((len(index), 2)))
-    ncc_final = fine.ncc(shift)
+    offsets = _warped_offsets(linear, radius)   # the same at both resolutions
+    zero = np.zeros(len(index))
+    coarse = _Alignment(coarse_templates, half1, points1 / 2, linear, offsets)
+    shift_x, shift_y = coarse.gauss_newton(zero, zero, settings.iterations)
+    fine = _Alignment(fine_templates, image1, points1, linear, offsets)
+    shift_x, shift_y = fine.gauss_newton(2.0 * shift_x, 2.0 * shift_y, settings.iterations)
+    ncc_start = fine.ncc(zero, zero)
+    ncc_final = fine.ncc(shift_x, shift_y)
     textured = (fine.textured(settings.min_contrast, settings.min_conditioning)
                 & coarse.textured(settings.min_contrast, settings.min_conditioning))
-    accept = (textured & np.isfinite(shift).all(1) & (ncc_final >= settings.min_ncc)
-              & (ncc_final >= ncc_start)
-              & (np.linalg.norm(shift, axis=1) <= settings.max_shift))
-    refined[index[accept]] = points1[accept] + _apply(linear[accept], shift[accept])
-    moved[index[accept]] = True
+    accept = (textured & np.isfinite(shift_x) & np.isfinite(shift_y)
+              & (ncc_final >= settings.min_ncc) & (ncc_final >= ncc_start)
+              & (np.sqrt(shift_x * shift_x + shift_y * shift_y) <= settings.max_shift))
+    a00, a01, a10, a11 = linear[:, accept]
+    shift_x, shift_y = shift_x[accept], shift_y[accept]
+    rows_accepted = index[accept]
+    refined[rows_accepted, 0] = points1[accept, 0] + (a00 * shift_x + a01 * shift_y)
+    refined[rows_accepted, 1] = points1[accept, 1] + (a10 * shift_x + a11 * shift_y)
+    moved[rows_accepted] = True
     return refined, moved
 
 

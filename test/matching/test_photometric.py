@@ -9,11 +9,14 @@ import pytest
 
 from loftr_ros.matching.photometric import (
     PhotometricSettings,
+    TemplateBank,
+    _patches,
     local_affines,
     nearest_neighbours,
+    photometric_image,
     refine_photometric,
 )
-from loftr_ros.matching.postprocess import MatchingOptions, match_confidence
+from loftr_ros.matching.postprocess import MatchingOptions, cell_to_pixel, match_confidence
 from loftr_ros.model.presets import get_preset
 
 SIZE = (320, 240)   # width, height
@@ -132,6 +135,61 @@ def test_sharing_the_matches_among_threads_does_not_change_the_result() -> None:
                                            PhotometricSettings(workers=workers))
         np.testing.assert_array_equal(moved, moved_alone)
         np.testing.assert_allclose(shared, alone, atol=0.01)
+
+
+def test_template_bank_finds_grid_rows_by_arithmetic() -> None:
+    """On the matcher's coarse grid the bank's rows come from grid arithmetic: the same rows as
+    a lookup of each point, None as soon as one point is off the grid or outside it; a bank on
+    points that are no grid finds its rows by lookup."""
+    grid = cell_to_pixel(np.arange(20 * 15), 20, 16).astype(np.float64)
+    image = _texture(7)
+    bank = TemplateBank.of(image, cv2.pyrDown(image), grid, 7)
+    rng = np.random.default_rng(8)
+    rows = rng.choice(len(grid), 120, replace=False)
+    np.testing.assert_array_equal(bank.rows(grid[rows]), rows)
+    assert bank.rows(grid[:0]).shape == (0,)
+    for stray in ([16.0, 24.0], [16.5, 32.0], [320.0, 0.0], [0.0, 240.0], [-16.0, 0.0]):
+        assert bank.rows(np.vstack([grid[rows[:5]], stray])) is None
+    order = rng.permutation(len(grid))
+    shuffled = TemplateBank.of(image, cv2.pyrDown(image), grid[order], 7)
+    np.testing.assert_array_equal(order[shuffled.rows(grid[rows])], rows)
+    assert shuffled.rows(np.array([[16.5, 32.0]])) is None
+
+
+def test_patches_at_whole_pixels_are_the_bilinear_samples() -> None:
+    """Patches centred on whole pixels are copied from the image: bitwise the bilinear samples
+    (which the other points get), also at the image border, where sampling replicates it."""
+    image = _texture(9)
+    rng = np.random.default_rng(10)
+    steps = np.arange(-8, 9, dtype=np.float32)
+    offset_x, offset_y = (grid.ravel() for grid in np.meshgrid(steps, steps))
+    for points in (rng.integers(8, 232, (50, 2)).astype(np.float64),
+                   np.array([[0.0, 0.0], [319.0, 239.0], [100.0, 7.0]]),
+                   rng.uniform(8, 232, (50, 2))):
+        centres = points.astype(np.float32)
+        sampled = cv2.remap(image, centres[:, :1] + offset_x, centres[:, 1:] + offset_y,
+                            cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        np.testing.assert_array_equal(_patches(image, points, 8).reshape(len(points), -1),
+                                      sampled)
+
+
+def test_a_reference_with_templates_gives_the_result_without_them() -> None:
+    """A reference made with templates on the grid (what Matcher.encode makes) refines matches
+    on the grid, and off it, exactly as the bare image does."""
+    matrix = _affine(angle_deg=6.0, zoom=1.05)
+    image0 = _texture(11)
+    image1 = _warp(image0, matrix)
+    grid = cell_to_pixel(np.arange(20 * 15), 20, 16).astype(np.float64)
+    reference = photometric_image(image0, template_points=grid)
+    rng = np.random.default_rng(12)
+    points0 = grid[rng.choice(len(grid), 150, replace=False)]
+    for keypoints0 in (points0, points0 + 0.25):
+        noisy = _truth(keypoints0, matrix) + rng.uniform(-2, 2, keypoints0.shape)
+        bare, moved_bare = refine_photometric(image0, image1, keypoints0, noisy)
+        banked, moved = refine_photometric(reference, image1, keypoints0, noisy)
+        assert moved.mean() > 0.5
+        np.testing.assert_array_equal(moved, moved_bare)
+        np.testing.assert_array_equal(banked, bare)
 
 
 def test_uint8_images_give_the_same_result_as_float() -> None:
