@@ -71,7 +71,7 @@ class Matcher:
                  max_matches: int = 0, border_margin: Optional[int] = None,
                  refinement: str = "auto", policy: str = "resize",
                  min_peak_mass: Optional[float] = None,
-                 keep_sharpest: int = MatchingOptions.keep_sharpest) -> None:
+                 keep_sharpest: Optional[int] = None) -> None:
         self.runtime = runtime
         config = runtime.config
         self.options = MatchingOptions(
@@ -79,7 +79,7 @@ class Matcher:
             border_margin=config.border_margin if border_margin is None else int(border_margin),
             max_matches=int(max_matches), refinement=refinement,
             min_peak_mass=None if min_peak_mass is None else float(min_peak_mass),
-            keep_sharpest=int(keep_sharpest))
+            keep_sharpest=None if keep_sharpest is None else int(keep_sharpest))
         self.policy = policy
         self._lock = threading.Lock()
 
@@ -89,7 +89,7 @@ class Matcher:
                threshold: Optional[float] = None, max_matches: int = 0,
                border_margin: Optional[int] = None, refinement: str = "auto",
                policy: str = "resize", min_peak_mass: Optional[float] = None,
-               keep_sharpest: int = MatchingOptions.keep_sharpest,
+               keep_sharpest: Optional[int] = None,
                **backend_options: object) -> "Matcher":
         """Build a matcher; see :func:`loftr_ros.runtime.create_runtime` for backend options."""
         runtime = create_runtime(backend=backend, weights=weights, preset=preset,
@@ -153,9 +153,12 @@ class Matcher:
 
     @property
     def keep_sharpest(self) -> int:
-        """The ``min_peak_mass`` filter keeps at least this many (the sharpest) while more exist;
-        0 = the limit alone decides."""
-        return self.options.keep_sharpest
+        """The ``min_peak_mass`` filter keeps at least this many (the sharpest) while more exist:
+        the model's calibrated ``fine.keep_sharpest`` unless set here (0 = the limit alone
+        decides; 0 for models without a fine stage, where it has no effect)."""
+        if self.options.keep_sharpest is not None:
+            return self.options.keep_sharpest
+        return self.config.fine.keep_sharpest if self.config.fine is not None else 0
 
     @keep_sharpest.setter
     def keep_sharpest(self, value: int) -> None:

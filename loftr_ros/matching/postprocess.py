@@ -44,10 +44,9 @@ class MatchingOptions:
             than this around its peak are dropped; None = the model's calibrated
             ``fine.min_peak_mass``, 0 = keep every mutual match.
         keep_sharpest: the ``min_peak_mass`` filter never leaves fewer than this many matches
-            while more exist: below it, the sharpest (highest peak mass) are kept. Without it a
-            low-texture pair could keep 0-4 matches and no homography; 0 = the limit alone
-            decides. 64 was chosen on validation pairs of the training photos: failed pairs
-            7 -> 1 of 147, RANSAC AUC@5 62.2 -> 63.0 (32: 62.6, 100: 61.9).
+            while more exist: below it, the sharpest (highest peak mass) are kept, so a
+            low-texture pair still gets some; None = the model's calibrated
+            ``fine.keep_sharpest``, 0 = the limit alone decides.
     """
 
     threshold: float = 0.2
@@ -55,12 +54,13 @@ class MatchingOptions:
     max_matches: int = 0
     refinement: str = "auto"
     min_peak_mass: Optional[float] = None
-    keep_sharpest: int = 64
+    keep_sharpest: Optional[int] = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
-        if self.border_margin < 0 or self.max_matches < 0 or self.keep_sharpest < 0:
+        if (self.border_margin < 0 or self.max_matches < 0
+                or (self.keep_sharpest is not None and self.keep_sharpest < 0)):
             raise ValueError("border_margin, max_matches and keep_sharpest must be >= 0")
         if self.refinement not in REFINEMENTS:
             raise ValueError(f"refinement must be one of {REFINEMENTS}, got {self.refinement!r}")
@@ -248,10 +248,12 @@ def match_confidence(conf: np.ndarray, config: ModelConfig, options: MatchingOpt
                                                           indices1, grid_w, config)
         limit = (config.fine.min_peak_mass if options.min_peak_mass is None
                  else options.min_peak_mass)
+        floor = (config.fine.keep_sharpest if options.keep_sharpest is None
+                 else options.keep_sharpest)
         if limit > 0:
             sharp = peak_mass >= limit
-            if np.count_nonzero(sharp) < options.keep_sharpest:
-                sharp[np.argsort(-peak_mass, kind="stable")[:options.keep_sharpest]] = True
+            if np.count_nonzero(sharp) < floor:
+                sharp[np.argsort(-peak_mass, kind="stable")[:floor]] = True
             indices0, indices1, keypoints0 = indices0[sharp], indices1[sharp], keypoints0[sharp]
             keypoints1, scores = keypoints1[sharp], scores[sharp]
     elif refinement == "expectation":

@@ -30,6 +30,9 @@ class FineConfig:
         min_peak_mass: matches whose window distribution holds less than this probability in the
             3x3 cells around its peak are dropped as ambiguous (flat texture, repeated patterns);
             0 keeps all. Calibrated per trained model on training-validation pairs.
+        keep_sharpest: the ``min_peak_mass`` filter never leaves fewer matches than this while
+            more exist (below it the sharpest are kept); 0 = the limit alone decides.
+            Calibrated with ``min_peak_mass``.
     """
 
     stride: int = 4
@@ -37,6 +40,7 @@ class FineConfig:
     window_radius: int = 4
     temperature: float = 0.1
     min_peak_mass: float = 0.0
+    keep_sharpest: int = 64
 
 
 @dataclass(frozen=True)

@@ -265,10 +265,11 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
                   "fine stage: drop matches whose fine window holds less probability than this "
                   "around its peak; default = the value calibrated for the model, 0 = keep all",
                   range=(0.0, 1.0, 0.0), read_only=False, dynamic=True),
-    ParameterSpec("keep_sharpest", INTEGER, 64,
+    ParameterSpec("keep_sharpest", INTEGER, FROM_MODEL,
                   "fine stage: the min_peak_mass filter never leaves fewer matches than this "
                   "while more exist (the sharpest are kept), so a low-texture view still gets "
-                  "some; 0 = the limit alone decides",
+                  "some; default = the value calibrated for the model, 0 = the limit alone "
+                  "decides",
                   range=(0, 100000, 0), read_only=False, dynamic=True),
     ParameterSpec("border_margin", INTEGER, FROM_MODEL,
                   "ignore matches within this many coarse cells of the image border",

@@ -174,8 +174,16 @@ def test_fine_refinement_finds_the_peak_and_drops_ambiguous_matches() -> None:
     for keep, expected in [(1, [a]), (2, [a, b]), (3, [a, b])]:
         floor = dataclasses.replace(options, keep_sharpest=keep)
         assert match_confidence(conf, config, floor, fine0, fine1).indices0.tolist() == expected
-    default = dataclasses.replace(options, keep_sharpest=MatchingOptions.keep_sharpest)
+    # keep_sharpest None (the default) = the model's calibrated fine.keep_sharpest
+    assert MatchingOptions.keep_sharpest is None
+    default = dataclasses.replace(options, keep_sharpest=None)
     assert match_confidence(conf, config, default, fine0, fine1).indices0.tolist() == [a, b]
+    floor_one = dataclasses.replace(config, fine=dataclasses.replace(fine, keep_sharpest=1))
+    assert match_confidence(conf, floor_one, default, fine0, fine1).indices0.tolist() == [a]
+    no_floor = dataclasses.replace(config, fine=dataclasses.replace(fine, keep_sharpest=0))
+    assert match_confidence(conf, no_floor, default, fine0, fine1).indices0.tolist() == [a]
+    overridden = dataclasses.replace(options, keep_sharpest=2)
+    assert match_confidence(conf, no_floor, overridden, fine0, fine1).indices0.tolist() == [a, b]
 
 
 def test_fine_refinement_with_no_matches() -> None:

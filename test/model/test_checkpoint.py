@@ -1,6 +1,8 @@
 """Checkpoint loading: original LoFTR layout, seed layout, our own format, and clear errors."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 
 import pytest
@@ -8,7 +10,7 @@ import torch
 
 from loftr_ros.model.checkpoint import CheckpointError, load_model, save_model
 from loftr_ros.model.network import build_model
-from loftr_ros.model.presets import get_preset
+from loftr_ros.model.presets import ModelConfig, get_preset
 
 
 def _bn(prefix: str, channels: int) -> dict:
@@ -111,6 +113,20 @@ def test_own_format_round_trip(tmp_path) -> None:
     assert loaded.config == model.config
     for key, value in model.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[key])
+
+
+def test_calibrated_settings_round_trip_and_configs_without_the_floor_load() -> None:
+    """match_threshold, fine.min_peak_mass and fine.keep_sharpest travel in the config dict
+    (checkpoints, ONNX metadata); a dict without keep_sharpest (weights saved without the key)
+    gets 64."""
+    lite = get_preset("lite")
+    fine = dataclasses.replace(lite.fine, min_peak_mass=0.4, keep_sharpest=16)
+    calibrated = dataclasses.replace(lite, match_threshold=0.2, fine=fine)
+    data = json.loads(json.dumps(calibrated.to_dict()))
+    assert data["fine"]["keep_sharpest"] == 16
+    assert ModelConfig.from_dict(data) == calibrated
+    del data["fine"]["keep_sharpest"]
+    assert ModelConfig.from_dict(data).fine.keep_sharpest == 64 == lite.fine.keep_sharpest
 
 
 def test_missing_file(tmp_path) -> None:

@@ -81,8 +81,11 @@ def test_parameter_set():
 def test_parameter_defaults_are_the_library_defaults():
     from loftr_ros.matching.postprocess import MatchingOptions
 
-    for name in ("keep_sharpest", "max_matches"):
-        assert api.PARAMETERS_BY_NAME[name].default == getattr(MatchingOptions, name), name
+    assert api.PARAMETERS_BY_NAME["max_matches"].default == MatchingOptions.max_matches
+    # the model's calibrated values: MatchingOptions' None, the node's "from model"
+    for name in ("min_peak_mass", "keep_sharpest"):
+        assert getattr(MatchingOptions, name) is None, name
+        assert api.PARAMETERS_BY_NAME[name].default is api.FROM_MODEL, name
 
 
 def test_launch_argument_text_becomes_a_typed_checked_value():
