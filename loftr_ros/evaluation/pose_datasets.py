@@ -4,9 +4,10 @@ A pair is a :class:`PosePair`: two grayscale uint8 views, both cameras' 3x3 intr
 motion ``X1 = R X0 + t`` (camera-0 coordinates -> camera-1 coordinates). Sources:
 
 - :class:`ScenePairs`: rendered 3D scenes (:func:`loftr_ros.synthetic.scenes3d.render_pair`)
-  textured with the held-out photos (``data/heldout``), never the training photos. Pair ``k`` is
-  drawn from a generator seeded with ``(seed, k)`` and the sorted photo list, so a run is
-  repeatable.
+  textured with the photos of one folder: the held-out photos (``data/heldout``) for
+  ``loftr-eval``, the training photos with a seed of its own for the calibration
+  (:mod:`loftr_ros.training.calibrate`). Pair ``k`` is drawn from a generator seeded with
+  ``(seed, k)`` and the sorted photo list, so a run is repeatable.
 - :class:`loftr_ros.evaluation.castle.CastlePairs`: ViSP's rendered ``Castle-simu`` sequence.
 - :class:`MotorcyclePairs`: scikit-image's rectified Middlebury 2014 ``Motorcycle`` stereo pair,
   both ways.

@@ -98,3 +98,25 @@ def test_input_size_is_part_of_the_export(tmp_path) -> None:
     assert runtime.input_size == (320, 256)
     assert runtime.run(np.zeros((1, 1, 256, 320), np.float32),
                        np.zeros((1, 1, 256, 320), np.float32))["conf_matrix"].shape == (320, 320)
+
+
+def test_calibrated_settings_travel_in_the_onnx_metadata(tmp_path) -> None:
+    """The calibrated threshold, min_peak_mass and keep_sharpest reach a matcher built on the
+    exported two-stage ONNX, as they do one built on the checkpoint."""
+    from loftr_ros.deploy.onnx_export import export_two_stage
+    from loftr_ros.matching.matcher import Matcher
+    from loftr_ros.model.checkpoint import save_model
+    from loftr_ros.training.calibrate import Candidate, calibrated_config
+
+    torch.manual_seed(0)
+    config = calibrated_config(get_preset("lite").with_input_size(160, 128),
+                               Candidate(0.3, 0.45, 16))
+    model = build_model(config).eval()
+    report = export_two_stage(model, str(tmp_path / "small.onnx"), opset=13)
+    runtime = OnnxRuntime(report.encoder_path)
+    assert runtime.config == config
+    weights = str(tmp_path / "small.pt")
+    save_model(model, weights)
+    for matcher in (Matcher(runtime), Matcher.create(backend="torch", weights=weights)):
+        assert (matcher.threshold, matcher.min_peak_mass, matcher.keep_sharpest) == (
+            0.3, 0.45, 16)
