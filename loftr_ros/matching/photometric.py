@@ -56,6 +56,15 @@ _AFFINE_ROUNDS = 5
 #: about 600 matches: numpy's per-call overhead holds the GIL
 _MIN_ROWS_PER_WORKER = 300
 
+#: rows of the normal-equation sums (1, dx, dy, dx^2, dx dy, dy^2) whose products a b - c d are
+#: the adjugate entries 00, 01, 02, 11, 12, 22
+_ADJUGATE_FACTORS = np.array([[5, 1, 4, 3, 4, 3], [0, 2, 2, 0, 1, 5],
+                              [2, 4, 5, 1, 3, 4], [2, 0, 1, 1, 2, 4]])
+#: the symmetric adjugate's rows (dx, dy, 1) as indices of those six entries
+_ADJUGATE_COLUMNS = np.array([[0, 1, 2], [1, 3, 4], [2, 4, 5]])
+#: sums of t dx, t dy and t (rows x', y') in the products of ``_affine_products``
+_RIGHT_HAND_SIDES = np.array([[7, 10], [8, 11], [6, 9]])
+
 _POOLS: Dict[int, ThreadPoolExecutor] = {}
 _POOL_LOCK = threading.Lock()
 
@@ -115,18 +124,22 @@ def _fit_affines(products: np.ndarray, weights: np.ndarray
     y'), solved in closed form: the adjugate of the 3x3 normal matrix over (dx, dy, 1), with a
     tiny ridge."""
     sums = np.einsum("nk,npk->pn", weights, products)                          # [12,N]
-    one, sx, sy, sxx, sxy, syy = sums[:6]
-    one, sxx, syy = one + 1e-6, sxx + 1e-6, syy + 1e-6
-    # adjugate (symmetric) of [[sxx, sxy, sx], [sxy, syy, sy], [sx, sy, one]]
-    c00, c01, c02 = syy * one - sy * sy, sx * sy - sxy * one, sxy * sy - syy * sx
-    c11, c12, c22 = sxx * one - sx * sx, sxy * sx - sxx * sy, sxx * syy - sxy * sxy
-    determinant = sxx * c00 + sxy * c01 + sx * c02
+    normal = sums[:6].copy()                       # 1, dx, dy, dx^2, dx dy, dy^2
+    normal[[0, 3, 5]] += 1e-6
+    one, sx, sy, sxx, sxy, syy = normal
+    # adjugate (symmetric) of [[sxx, sxy, sx], [sxy, syy, sy], [sx, sy, one]]: its entries 00,
+    # 01, 02, 11, 12, 22 as a b - c d, all six at once
+    a, b, c, d = normal[_ADJUGATE_FACTORS]
+    adjugate = a * b - c * d                                                    # [6,N]
+    determinant = sxx * adjugate[0] + sxy * adjugate[1] + sx * adjugate[2]
     inverse_determinant = 1.0 / np.where(np.abs(determinant) > 1e-12, determinant, 1e-12)
-    # right-hand sides of both rows at once: [2,N] sums of t dx, t dy and t
-    r_dx, r_dy, r_one = sums[[7, 10]], sums[[8, 11]], sums[[6, 9]]
-    return ((c00 * r_dx + c01 * r_dy + c02 * r_one) * inverse_determinant,
-            (c01 * r_dx + c11 * r_dy + c12 * r_one) * inverse_determinant,
-            (c02 * r_dx + c12 * r_dy + c22 * r_one) * inverse_determinant)
+    # the three columns (dx, dy, 1) of the inverse times the right-hand sides (sums of t dx,
+    # t dy and t) of both rows (x', y')
+    inverse = adjugate[_ADJUGATE_COLUMNS][:, :, None]                          # [3,3,1,N]
+    right = sums[_RIGHT_HAND_SIDES]                                            # [3,2,N]
+    along_x, along_y, constant = ((inverse[:, 0] * right[0] + inverse[:, 1] * right[1]
+                                   + inverse[:, 2] * right[2]) * inverse_determinant)
+    return along_x, along_y, constant
 
 
 def nearest_neighbours(points: np.ndarray, count: int, rows: slice = slice(None)) -> np.ndarray:
@@ -173,9 +186,12 @@ def _local_affines(keypoints0: np.ndarray, keypoints1: np.ndarray, neighbours: i
     weights = np.ones(nearest.shape)
     for round_index in range(_AFFINE_ROUNDS):
         along_x, along_y, constant = _fit_affines(products, weights)         # [2,R] each
-        errors = (along_x[:, :, None] * dx + along_y[:, :, None] * dy + constant[:, :, None]
-                  - targets)
-        residual = np.hypot(errors[0], errors[1])
+        errors = along_x[:, :, None] * dx
+        errors += along_y[:, :, None] * dy
+        errors += constant[:, :, None]
+        errors -= targets
+        np.square(errors, out=errors)
+        residual = np.sqrt(errors[0] + errors[1])   # np.hypot takes 9 times longer
         if round_index < _AFFINE_ROUNDS - 2:   # Cauchy reweighting, then hard gates
             weights = 1.0 / (1.0 + (2.0 * residual / gate) ** 2)
         else:
