@@ -35,8 +35,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -65,6 +67,8 @@ PLANAR_TOLERANCE = 1.0
 CALIBRATION_SEED = 424242  # not a training seed
 SCENE_PAIRS = 60
 REFINEMENTS = ("photometric", "fine")
+#: threads that score a pair's candidates (the robust estimators)
+WORKERS = min(4, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -120,28 +124,32 @@ def _network_outputs(model: CoarseLoFTR, image0: np.ndarray, image1: np.ndarray
 
 def candidate_scores(model: CoarseLoFTR, image0: np.ndarray, image1: np.ndarray,
                      candidates: Sequence[Candidate], refinement: str,
-                     score: Callable[[CellMatches], Any]) -> List[Any]:
+                     score: Callable[[CellMatches], Any],
+                     pool: Optional[Executor] = None) -> List[Any]:
     """``score(matches)`` of every candidate's matches on one pair (uint8 images at the model's
     input size). The network runs once; candidates that select the same matches share one
-    refinement and one score (the refinement of a match depends only on the selected set)."""
+    refinement and one score (the refinement of a match depends only on the selected set).
+    ``pool`` runs the scores in its threads (OpenCV's estimators release the GIL)."""
     config = model.config
     conf, fine0, fine1, inputs = _network_outputs(model, image0, image1)
     images = tuple(photometric_image(image) for image in inputs)
-    cache: Dict[bytes, Any] = {}
-    results = []
+    unique: Dict[bytes, CellMatches] = {}
+    keys = []
     for candidate in candidates:
         chosen = match_confidence(conf, config, candidate.options(config, "fine"), fine0, fine1)
         key = chosen.indices0.tobytes() + b"|" + chosen.indices1.tobytes()
-        if key not in cache:
-            matches = chosen if refinement == "fine" else match_confidence(
+        if key not in unique:
+            unique[key] = chosen if refinement == "fine" else match_confidence(
                 conf, config, candidate.options(config, refinement), fine0, fine1, images=images)
-            cache[key] = score(matches)
-        results.append(cache[key])
-    return results
+        keys.append(key)
+    scores = (pool.map(score, unique.values()) if pool is not None
+              else map(score, unique.values()))
+    scored = dict(zip(unique, scores))
+    return [scored[key] for key in keys]
 
 
 def _planar_rows(model: CoarseLoFTR, pairs: Iterable[Any], candidates: Sequence[Candidate],
-                 refinement: str) -> List[Dict[str, float]]:
+                 refinement: str, pool: Optional[Executor] = None) -> List[Dict[str, float]]:
     width, height = model.config.input_size
     per_pair = []
     for pair in pairs:
@@ -151,7 +159,7 @@ def _planar_rows(model: CoarseLoFTR, pairs: Iterable[Any], candidates: Sequence[
                     precision(matches.keypoints0, matches.keypoints1, pair.H_0to1),
                     len(matches.scores))
         per_pair.append(candidate_scores(model, pair.image0, pair.image1, candidates, refinement,
-                                         score))
+                                         score, pool))
     rows = []
     for index in range(len(candidates)):
         errors, precisions, counts = zip(*(scores[index] for scores in per_pair))
@@ -163,7 +171,7 @@ def _planar_rows(model: CoarseLoFTR, pairs: Iterable[Any], candidates: Sequence[
 
 
 def _scene_rows(model: CoarseLoFTR, pairs: Iterable[Any], candidates: Sequence[Candidate],
-                refinement: str) -> List[Dict[str, float]]:
+                refinement: str, pool: Optional[Executor] = None) -> List[Dict[str, float]]:
     per_pair = []
     for pair in pairs:
         def score(matches: CellMatches, pair: Any = pair) -> pose_metrics.PosePairResult:
@@ -171,7 +179,7 @@ def _scene_rows(model: CoarseLoFTR, pairs: Iterable[Any], candidates: Sequence[C
                                                    pair.intrinsics0, pair.intrinsics1,
                                                    pair.rotation, pair.translation)
         per_pair.append(candidate_scores(model, pair.image0, pair.image1, candidates, refinement,
-                                         score))
+                                         score, pool))
     rows = []
     for index in range(len(candidates)):
         summary = pose_metrics.summarize_poses([scores[index] for scores in per_pair])
@@ -187,7 +195,7 @@ def _scene_rows(model: CoarseLoFTR, pairs: Iterable[Any], candidates: Sequence[C
 def calibrate(model: CoarseLoFTR, image_dir: str, pairs_per_image: int = 3,
               scene_pairs: int = SCENE_PAIRS, candidates: Optional[Sequence[Candidate]] = None,
               seed: int = CALIBRATION_SEED, refinement: str = "photometric",
-              tolerance: float = PLANAR_TOLERANCE
+              tolerance: float = PLANAR_TOLERANCE, workers: int = WORKERS
               ) -> Tuple[Candidate, List[Dict[str, float]]]:
     """Score every candidate (default :func:`candidate_grid`) on the planar and 3D validation
     pairs of the photos in ``image_dir`` and apply the selection rule.
@@ -198,7 +206,7 @@ def calibrate(model: CoarseLoFTR, image_dir: str, pairs_per_image: int = 3,
     (1.0 when its planar AUC@5 is within ``tolerance`` of the best)).
 
     ``refinement``: ``photometric`` (the matcher's default, on the pair's own images) or
-    ``fine``.
+    ``fine``. ``workers``: threads that score the candidates (same results for any number).
     """
     if refinement not in REFINEMENTS:
         raise ValueError(f"refinement must be 'photometric' or 'fine', got {refinement!r}")
@@ -208,10 +216,12 @@ def calibrate(model: CoarseLoFTR, image_dir: str, pairs_per_image: int = 3,
     candidates = list(candidate_grid(config) if candidates is None else candidates)
     size = config.input_size
     model.eval()
-    planar = _planar_rows(model, SyntheticPairs(Path(image_dir), pairs_per_image=pairs_per_image,
-                                                seed=seed, size=size), candidates, refinement)
-    scenes = _scene_rows(model, ScenePairs(Path(image_dir), count=scene_pairs, seed=seed,
-                                           size=size), candidates, refinement)
+    planar_set = SyntheticPairs(Path(image_dir), pairs_per_image=pairs_per_image, seed=seed,
+                                size=size)
+    scene_set = ScenePairs(Path(image_dir), count=scene_pairs, seed=seed, size=size)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        planar = _planar_rows(model, planar_set, candidates, refinement, pool)
+        scenes = _scene_rows(model, scene_set, candidates, refinement, pool)
     rows: List[Dict[str, float]] = []
     for candidate, planar_row, scene_row in zip(candidates, planar, scenes):
         rows.append({"threshold": candidate.threshold, "min_peak_mass": candidate.min_peak_mass,
@@ -266,14 +276,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--refinement", choices=REFINEMENTS, default="photometric",
                         help="refinement the settings are chosen for (the matcher's default)")
     parser.add_argument("--top", type=int, default=15, help="table rows to print (15)")
-    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    parser.add_argument("--workers", type=int, default=WORKERS,
+                        help=f"threads that score the candidates ({WORKERS} here)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     model, report = load_model(args.weights)
     started = time.perf_counter()
     choice, rows = calibrate(model, args.data, args.pairs_per_image, args.scene_pairs,
-                             refinement=args.refinement)
+                             refinement=args.refinement, workers=args.workers)
     seconds = time.perf_counter() - started
     chosen = [Candidate(row["threshold"], row["min_peak_mass"], int(row["keep_sharpest"]))
               for row in rows].index(choice)

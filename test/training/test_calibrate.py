@@ -153,7 +153,10 @@ def test_calibrated_config_writes_all_three_settings() -> None:
 def test_calibration_for_the_fine_refinement_and_a_wrong_name(photo_folder, small_model) -> None:
     candidates = [Candidate(0.0002, 0.0, 64), Candidate(0.0002, 0.5, 0)]
     choice, rows = calibrate(small_model, str(photo_folder), pairs_per_image=1, scene_pairs=1,
-                             candidates=candidates, refinement="fine")
+                             candidates=candidates, refinement="fine", workers=2)
     assert choice in candidates and len(rows) == 2
+    # scoring in threads changes nothing
+    assert calibrate(small_model, str(photo_folder), pairs_per_image=1, scene_pairs=1,
+                     candidates=candidates, refinement="fine", workers=1) == (choice, rows)
     with pytest.raises(ValueError, match="refinement"):
         calibrate(small_model, str(photo_folder), refinement="expectation")
