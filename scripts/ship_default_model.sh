@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Turn a trained run into the bundled default model:
-#   1. calibrate fine.min_peak_mass on training-domain pairs (never the held-out photos),
+#   1. calibrate match_threshold, fine.min_peak_mass and fine.keep_sharpest on planar and 3D
+#      validation pairs of the training photos (never the held-out photos),
 #   2. write loftr_ros/weights/lite.pt (weights + config),
 #   3. export the two stages lite_encoder.onnx + lite_matcher.onnx at 640x480, and
 #      lite_320x240_encoder.onnx + lite_320x240_matcher.onnx for the Jetson profile (opset 13:
