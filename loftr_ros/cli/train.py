@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder of images (recursive); repeat to add folders")
     parser.add_argument("--out", required=True, help="run folder (checkpoints, log.jsonl)")
     parser.add_argument("--preset", default="lite")
+    parser.add_argument("--layers", help="transformer schedule replacing the preset's, comma-"
+                        "separated self/cross, e.g. self,cross,self,cross")
     parser.add_argument("--width", type=int, default=320, help="training crop width (pixels)")
     parser.add_argument("--height", type=int, default=240, help="training crop height (pixels)")
     parser.add_argument("--batch-size", type=int, default=4)
@@ -74,7 +76,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         teacher_preset=args.teacher_preset,
         distill_weight=args.distill_weight, seed=args.seed, device=args.device,
         workers=args.workers, val_pairs=args.val_pairs, init_weights=args.init_weights,
-        scene_mix=args.scene_mix, checkpoint_every=args.checkpoint_every)
+        scene_mix=args.scene_mix, checkpoint_every=args.checkpoint_every,
+        layers=[name.strip() for name in args.layers.split(",")] if args.layers else None)
     try:
         trainer = Trainer(config)
     except (ValueError, KeyError, OSError) as exc:

@@ -10,6 +10,7 @@ size.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -44,7 +45,10 @@ class TrainConfig:
     """Everything that defines a training run (saved with its checkpoints).
 
     ``scene_mix`` is the share of 3D-scene pairs (the rest are planar homography pairs);
-    ``checkpoint_every`` > 0 also writes ``last.ckpt`` every that many steps (besides each epoch).
+    ``checkpoint_every`` > 0 also writes ``last.ckpt`` every that many steps (besides each epoch);
+    ``layers``, when given, replaces the preset's transformer schedule (e.g. ``["self", "cross",
+    "self", "cross"]``); with ``init_weights`` the weights' own schedule applies and ``layers``
+    must equal it.
     """
 
     data_dirs: List[str]
@@ -74,6 +78,7 @@ class TrainConfig:
     init_weights: Optional[str] = None
     scene_mix: float = 0.0
     checkpoint_every: int = 0
+    layers: Optional[List[str]] = None
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -209,9 +214,17 @@ class Trainer:
         self.device = torch.device(device)
         torch.manual_seed(config.seed)
         model_config = get_preset(config.preset).with_input_size(config.width, config.height)
+        if config.layers:
+            model_config = dataclasses.replace(model_config, layer_names=tuple(config.layers))
         if config.init_weights:
             self.model, _ = load_model(config.init_weights,
                                        input_size=(config.width, config.height))
+            if config.layers and tuple(config.layers) != self.model.config.layer_names:
+                raise ValueError(
+                    f"{config.init_weights} has the transformer layers "
+                    f"{list(self.model.config.layer_names)}, not {list(config.layers)}: "
+                    f"drop --layers, or make a subset first (python -m "
+                    f"loftr_ros.training.layer_subset)")
             self.model.train()
         else:
             self.model = build_model(model_config)
