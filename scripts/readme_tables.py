@@ -105,8 +105,13 @@ def matches_fields_table() -> str:
 
 
 def _transformer(config: ModelConfig) -> str:
-    pairs = len(config.layer_names) // 2
-    return f"{config.d_model} wide, {config.nhead} heads, {pairs} self/cross pairs"
+    names = list(config.layer_names)
+    pairs = len(names) // 2
+    if names == ["self", "cross"] * pairs:
+        schedule = f"{pairs} self/cross pairs"
+    else:
+        schedule = "layers " + ", ".join(names)
+    return f"{config.d_model} wide, {config.nhead} heads, {schedule}"
 
 
 def presets_table() -> str:

@@ -185,10 +185,13 @@ PRESETS: Dict[str, ModelConfig] = {
         ln_eps=1e-7, match_threshold=0.01, border_margin=2),
     # loftr_ros's own default: stride-16 coarse matching (1200 tokens at 640x480) plus a learned
     # stride-4 fine stage for sub-cell accuracy. The stem is followed by a stride-2 layer1, so the
-    # expensive half-resolution stage of the original is skipped.
+    # expensive half-resolution stage of the original is skipped. One self layer (the encoder's
+    # last step) and two cross layers: the matcher stage, which runs per frame against a cached
+    # reference, holds only the two cross layers and the dual softmax.
     "lite": ModelConfig(
         name="lite", initial_dim=16, block_dims=(24, 48, 96), block_strides=(2, 2, 2),
-        d_model=96, nhead=4, layer_names=_pairs(2), pe_variant="fixed", temperature=0.1,
+        d_model=96, nhead=4, layer_names=(SELF, CROSS, CROSS), pe_variant="fixed",
+        temperature=0.1,
         ln_eps=1e-5, fine=FineConfig(stride=4, dim=32, window_radius=4, temperature=0.1),
         match_threshold=0.05, border_margin=1),
 }
