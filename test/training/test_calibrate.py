@@ -86,9 +86,11 @@ def test_shared_post_processing_equals_one_call_per_candidate(photo_folder, smal
     config = small_model.config
     pair = next(iter(SyntheticPairs(photo_folder, pairs_per_image=1, seed=5,
                                     size=config.input_size)))
-    candidates = [Candidate(0.0002, 0.0, 64), Candidate(0.0002, 0.3, 8),
-                  Candidate(0.0002, 0.3, 4), Candidate(0.0002, 0.3, 0),
-                  Candidate(0.0002, 0.3, 64), Candidate(0.0005, 0.0, 64)]
+    # on this pair: 25 matches at threshold 0.0002 (scores 0.0016-0.084), 3 with a peak mass of
+    # at least 0.5, 21 at threshold 0.003
+    candidates = [Candidate(0.0002, 0.0, 64), Candidate(0.0002, 0.5, 8),
+                  Candidate(0.0002, 0.5, 4), Candidate(0.0002, 0.5, 0),
+                  Candidate(0.0002, 0.5, 64), Candidate(0.003, 0.0, 64)]
     results = candidate_scores(small_model, pair.image0, pair.image1, candidates, "photometric",
                                lambda matches: matches)
     inputs = [np.asarray(image, np.float32) / 255.0 for image in (pair.image0, pair.image1)]
@@ -104,7 +106,7 @@ def test_shared_post_processing_equals_one_call_per_candidate(photo_folder, smal
         np.testing.assert_array_equal(shared.keypoints1, alone.keypoints1)
         counts.append(len(alone.scores))
     # the candidates select different sets here (else the test would show nothing); the floor
-    # of 64 keeps all of them under the limit 0.3, the same set as no limit: shared
+    # of 64 keeps all of them under the limit 0.5, the same set as no limit: shared
     assert counts[0] > counts[1] > counts[2] > counts[3] > 0 and 0 < counts[5] < counts[0]
     assert counts[4] == counts[0] and results[4] is results[0]
 
