@@ -136,7 +136,8 @@ def refine_by_expectation(conf: np.ndarray, indices0: np.ndarray, indices1: np.n
 def fine_window_probabilities(fine0: np.ndarray, fine1: np.ndarray, indices0: np.ndarray,
                               indices1: np.ndarray, grid_width: int, config: ModelConfig
                               ) -> Tuple[np.ndarray, np.ndarray]:
-    """Softmax over the fine window of each match: (prob [N,W], positions [N,W,2] in fine cells).
+    """Softmax over the fine window of each match: (prob float32 [N,W], positions [N,W,2] in fine
+    cells).
 
     fine0, fine1: [C, Hf, Wf] fine feature maps. The image-0 fine feature at the cell centre is
     correlated with a (2r+1)^2 window of image-1 features around the coarse match (positions
@@ -147,21 +148,19 @@ def fine_window_probabilities(fine0: np.ndarray, fine1: np.ndarray, indices0: np
         raise ValueError(f"preset {config.name!r} has no fine stage")
     channels, fine_h, fine_w = fine0.shape
     ratio = config.coarse_stride // fine.stride
-    centre0 = np.stack([indices0 % grid_width, indices0 // grid_width], axis=1) * ratio
-    centre1 = np.stack([indices1 % grid_width, indices1 // grid_width], axis=1) * ratio
     steps = np.arange(-fine.window_radius, fine.window_radius + 1)
-    offset_y, offset_x = np.meshgrid(steps, steps, indexing="ij")
-    column1 = np.clip(centre1[:, :1] + offset_x.ravel(), 0, fine_w - 1)       # [N,W]
-    row1 = np.clip(centre1[:, 1:] + offset_y.ravel(), 0, fine_h - 1)
+    offset_x, offset_y = np.tile(steps, len(steps)), np.repeat(steps, len(steps))   # [W] each
+    column1 = np.clip((indices1 % grid_width * ratio)[:, None] + offset_x, 0, fine_w - 1)  # [N,W]
+    row1 = np.clip((indices1 // grid_width * ratio)[:, None] + offset_y, 0, fine_h - 1)
     positions = np.stack([column1, row1], axis=-1)                            # [N,W,2]
     # gather whole feature vectors (rows of the [Hf*Wf, C] map), not one channel at a time
     rows1 = np.ascontiguousarray(fine1.reshape(channels, -1).T)              # [Hf*Wf,C]
-    feat0 = fine0.reshape(channels, -1).T[centre0[:, 1] * fine_w + centre0[:, 0]]  # [N,C]
-    feat1 = rows1[row1 * fine_w + column1]                                    # [N,W,C]
-    logits = np.einsum("nwc,nc->nw", feat1, feat0).astype(np.float64)        # [N,W]
-    logits /= np.sqrt(channels) * fine.temperature
+    centre0 = (indices0 // grid_width * ratio) * fine_w + indices0 % grid_width * ratio
+    feat0 = fine0.reshape(channels, -1)[:, centre0].T                         # [N,C]
+    logits = np.einsum("nwc,nc->nw", rows1[row1 * fine_w + column1], feat0)   # [N,W]
+    logits *= np.float32(1.0 / (np.sqrt(channels) * fine.temperature))
     logits -= logits.max(axis=1, keepdims=True)
-    prob = np.exp(logits)
+    prob = np.exp(logits, out=logits)
     prob /= prob.sum(axis=1, keepdims=True)
     return prob, positions
 
@@ -184,21 +183,22 @@ def refine_with_fine_features(fine0: np.ndarray, fine1: np.ndarray, indices0: np
                                                 config)
     size = 2 * config.fine.window_radius + 1
     count = len(prob)
-    grid_prob = prob.reshape(count, size, size)
-    grid_pos = positions.reshape(count, size, size, 2).astype(np.float64)
-    peak = grid_prob.reshape(count, -1).argmax(axis=1)
-    peak_y, peak_x = peak // size, peak % size
-    weighted = np.zeros((count, 2))
-    mass = np.zeros(count)
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            y, x = peak_y + dy, peak_x + dx
-            inside = (y >= 0) & (y < size) & (x >= 0) & (x < size)
-            yc, xc = np.clip(y, 0, size - 1), np.clip(x, 0, size - 1)
-            weight = np.where(inside, grid_prob[np.arange(count), yc, xc], 0.0)
-            weighted += weight[:, None] * grid_pos[np.arange(count), yc, xc]
-            mass += weight
-    refined = weighted / np.maximum(mass, 1e-12)[:, None] * config.fine.stride
+    # the window with a ring of zero probability around it: every peak has 3x3 cells
+    padded = np.zeros((count, size + 2, size + 2), dtype=np.float32)
+    padded[:, 1:-1, 1:-1] = prob.reshape(count, size, size)
+    peak = prob.argmax(axis=1)
+    peak_y, peak_x = peak // size, peak % size                                # window cells
+    around = np.arange(3)
+    rows = (peak_y[:, None, None] + around[None, :, None])                    # padded, [N,3,1]
+    cols = (peak_x[:, None, None] + around[None, None, :])                    # [N,1,3]
+    weight = padded[np.arange(count)[:, None, None], rows, cols].reshape(count, 9)   # [N,9]
+    # window positions of those cells (clamped: a cell outside the window has weight 0)
+    cell = (np.clip(rows - 1, 0, size - 1) * size + np.clip(cols - 1, 0, size - 1)).reshape(
+        count, 9)
+    cell_positions = np.take_along_axis(positions, cell[..., None], axis=1)  # [N,9,2]
+    mass = weight.sum(axis=1)
+    refined = (np.einsum("nk,nkd->nd", weight, cell_positions.astype(np.float32))
+               / np.maximum(mass, 1e-12)[:, None] * config.fine.stride)
     return refined.astype(np.float32).reshape(-1, 2), mass.astype(np.float32)
 
 
