@@ -118,7 +118,7 @@ def _parse_cli(argv: List[str]) -> argparse.Namespace:
 def main(args: Optional[List[str]] = None) -> int:
     """Entry point of ``image_player``: 0 at the end of the frames or on Ctrl-C, 2 on errors."""
     import rclpy
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from rclpy.utilities import remove_ros_args
@@ -130,6 +130,9 @@ def main(args: Optional[List[str]] = None) -> int:
     argv = sys.argv if args is None else args
     cli = _parse_cli(remove_ros_args(args=argv)[1:])
     rclpy.init(args=argv)
+    # made at once, not by the first spin_once: a Ctrl-C there leaves a half-built executor
+    # whose __del__ prints a traceback
+    executor = SingleThreadedExecutor()
     node = Node(PLAYER_NODE_NAME)
     try:
         path = node.declare_parameter("path", cli.path).value
@@ -189,12 +192,13 @@ def main(args: Optional[List[str]] = None) -> int:
         state["sent"] += 1
 
     node.create_timer(1.0 / rate, tick)
+    executor.add_node(node)
     node.get_logger().info(f"publishing {path} on {publisher.topic_name} at {rate} Hz"
                            f"{' (looping)' if loop else ''}")
     code = 0
     try:
         while rclpy.ok() and not state["done"]:
-            rclpy.spin_once(node, timeout_sec=0.1)
+            executor.spin_once(timeout_sec=0.1)
         if rclpy.ok():  # after Ctrl-C the context is gone and /rosout with it
             node.get_logger().info(f"done: {state['sent']} frames published")
     except (KeyboardInterrupt, ExternalShutdownException):
@@ -202,6 +206,12 @@ def main(args: Optional[List[str]] = None) -> int:
     except FrameSourceError as exc:
         print(f"[{PLAYER_NODE_NAME}] {exc}", file=sys.stderr, flush=True)
         code = 2
+    except Exception:
+        if rclpy.ok():
+            raise
+        # Ctrl-C shut the context down between the loop's rclpy.ok() and spin_once, whose
+        # timeout timer then cannot be made (RCLError: the given context is not valid): a stop
+        ignore_stop_signals()
     finally:
         ignore_stop_signals()
         node.destroy_node()
