@@ -239,7 +239,8 @@ class EncoderLayer(nn.Module):
 
 
 class LocalFeatureTransformer(nn.Module):
-    """Interleaved self/cross layers; cross layers update f0 first and feed the updated f0 to f1."""
+    """Self and cross layers in the config's order; cross layers update f0 first and feed the
+    updated f0 to f1."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()

@@ -30,10 +30,10 @@ from loftr_ros.deploy.fp16 import FP16_MAX, convert_to_fp16, fp16_range_scan
 ort = pytest.importorskip("onnxruntime")
 
 WEIGHTS_DIR = os.path.join(REPO_ROOT, "loftr_ros", "weights")
-# Max |conf_fp16 - conf_fp32| on the real pair: seed 1.4e-3, lite 2.3e-2 (the bundled weights'
-# confidences are sharp, max 0.999, so fp16 rounding in the transformer features shows in the
+# Max |conf_fp16 - conf_fp32| on the real pair: seed 1.1e-3, lite 1.6e-2 (the bundled weights'
+# confidences are sharp, max 0.996, so fp16 rounding in the transformer features shows in the
 # largest values). The match-level check below is what decides whether it matters: fp16
-# reproduces 163 of 163 fp32 matches within 1 px.
+# reproduces 149 of 149 fp32 matches within 1 px.
 CONF_TOLERANCE = 3e-2
 HEADROOM = 4.0
 
