@@ -19,10 +19,10 @@ The node's per-frame geometry (parameter ``estimate``): MAGSAC++ homography and 
 matrix on the default model's matches of the pair, timed beside ``Matcher.match`` of the same
 pair (``--estimate-only`` runs just this table).
 
-Last, a head to head of the ONNX model the onnxruntime backend loads by default on the CPU (the
-bundled two-stage model with the INT8 encoder), the bundled float model and the seed's own ONNX in
-alternating blocks (``--rounds``): the fair answer to "is it as fast as the seed" on a machine
-whose speed drifts.
+Last, a head to head of the ONNX model the onnxruntime backend loads by default on the CPU
+(``default_cpu_onnx``), the other bundled encoder (INT8 or float, whichever is not the default)
+and the seed's own ONNX in alternating blocks (``--rounds``): the fair answer to "is it as fast
+as the seed" on a machine whose speed drifts.
 
 ``--fixed-reference`` times what the ROS node does per frame instead: frames matched against one
 reference encoded once (``Matcher.encode``), beside the seed's own ONNX on whole pairs, in
@@ -193,8 +193,9 @@ class DuelResult:
 
 def head_to_head(pair, threads: int, rounds: int, repeats: int, warmup: int
                  ) -> Optional[List[DuelResult]]:
-    """The default CPU graph (bundled INT8), the bundled float graph and the seed's own ONNX, in
-    alternating blocks, each with its default refinement (the seed: ``expectation``).
+    """The default CPU graph (``default_cpu_onnx``), the other bundled encoder (the INT8 one when
+    the default is float, else the float one) and the seed's own ONNX, in alternating blocks,
+    each with its default refinement (the seed: ``expectation``).
 
     This machine's speed drifts by tens of percent within a minute (shared host), so two rows
     timed one after the other can disagree by more than the models differ. Here each round times
@@ -204,17 +205,18 @@ def head_to_head(pair, threads: int, rounds: int, repeats: int, warmup: int
     when the seed ONNX is not found.
     """
     from loftr_ros.matching.matcher import Matcher
-    from loftr_ros.runtime import default_cpu_onnx, default_weights
+    from loftr_ros.runtime import default_cpu_onnx, default_weights, int8_onnx
 
     seed_path = _shared_seed_file("LoFTR_teacher.onnx")
     if seed_path is None:
         return None
-    contenders = [(f"default model ({os.path.basename(default_cpu_onnx())})", default_cpu_onnx(),
-                   None),
+    default = default_cpu_onnx()
+    contenders = [(f"default model ({os.path.basename(default)})", default, None),
                   ("seed (its own ONNX)", seed_path, "seed")]
-    if default_cpu_onnx() != default_weights("onnx"):
-        contenders.insert(1, (f"float graph ({os.path.basename(default_weights('onnx'))})",
-                              default_weights("onnx"), None))
+    other = default_weights("onnx") if default != default_weights("onnx") else int8_onnx()
+    if other is not None:
+        kind = "INT8 encoder" if other == int8_onnx() else "float graph"
+        contenders.insert(1, (f"{kind} ({os.path.basename(other)})", other, None))
     results = {name: DuelResult(name, [], [], [], []) for name, _, _ in contenders}
     for _ in range(rounds):
         for name, path, preset in contenders:

@@ -7,8 +7,9 @@
 #      lite_320x240_encoder.onnx + lite_320x240_matcher.onnx for the Jetson profile (opset 13:
 #      parsed by TensorRT 8.2 and newer), each checked against PyTorch under onnxruntime on a
 #      real photo pair,
-#   4. write loftr_ros/weights/lite_encoder_int8.onnx, the INT8 encoder onnxruntime loads on the
-#      CPU (with the float lite_matcher.onnx), calibrated on the training photos.
+#   4. write loftr_ros/weights/lite_encoder_int8.onnx, the INT8 encoder (with the float
+#      lite_matcher.onnx), calibrated on the training photos: an option for onnxruntime on the
+#      CPU, passed as weights (the default everywhere is the float lite_encoder.onnx).
 # Usage: scripts/ship_default_model.sh RUN_DIR/model.pt [TRAIN_DIR]
 #        scripts/ship_default_model.sh --export-only [TRAIN_DIR]   (steps 3-4 from lite.pt as is)
 set -euo pipefail

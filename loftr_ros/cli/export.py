@@ -5,10 +5,12 @@ By default the two stages of the network are written beside OUT (``OUT_encoder.o
 reference is encoded once; each is verified against torch, and so is their chain against the
 single-pass network. ``--single-graph`` writes OUT as one graph (both images in, confidence out).
 
-With ``--int8-calibration DIR`` the encoder is written as the INT8 graph for onnxruntime on the
-CPU (``OUT_encoder_int8.onnx`` beside the float ``OUT_matcher.onnx``;
+With ``--int8-calibration DIR`` the encoder is also written as an INT8 graph for onnxruntime on
+the CPU (``OUT_encoder_int8.onnx`` beside the float ``OUT_matcher.onnx``;
 :mod:`loftr_ros.deploy.quantization`), calibrated on the images of DIR; the float graphs it
-comes from are verified against torch first. With ``--single-graph`` OUT itself is INT8."""
+comes from are verified against torch first. With ``--single-graph`` OUT itself is INT8. The
+INT8 encoder is an option for CPUs with int8 instructions (VNNI, AMX), where it may be faster
+(not measured); on the AVX2 CPU of docs/benchmarks.md the float encoder is faster."""
 from __future__ import annotations
 
 import argparse
@@ -33,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="real image pair for the onnxruntime-vs-torch check")
     parser.add_argument("--tolerance", type=float, default=1e-4)
     parser.add_argument("--int8-calibration", metavar="DIR",
-                        help="write an INT8 graph for onnxruntime on the CPU, calibrated on the "
-                             "images in DIR (50+ frames of your scene are best)")
+                        help="also write an INT8 encoder for onnxruntime on the CPU (an option "
+                             "to the float graphs), calibrated on the images in DIR (50+ frames "
+                             "of your scene are best)")
     parser.add_argument("--calibration-pairs", type=int, default=32,
                         help="image pairs used for INT8 calibration (32)")
     return parser

@@ -42,22 +42,24 @@ def default_weights(kind: str, input_size: Optional[Tuple[int, int]] = None) -> 
 
 
 def default_cpu_onnx(input_size: Optional[Tuple[int, int]] = None) -> str:
-    """The bundled ONNX that onnxruntime loads on the CPU: the INT8 encoder
-    (``lite_encoder_int8.onnx``, :mod:`loftr_ros.deploy.quantization`, with the float matcher)
-    where one ships for ``input_size``, else the float encoder of :func:`default_weights`."""
+    """The bundled ONNX that onnxruntime loads on the CPU when no weights are given: the float
+    two-stage model of :func:`default_weights` (``lite_encoder.onnx`` with ``lite_matcher.onnx``),
+    the same graphs as on a GPU.
+
+    The bundled INT8 encoder (:func:`int8_onnx`) is an option, passed as weights: on the AVX2 CPU
+    without VNNI of ``docs/benchmarks.md`` it is slower than the float encoder and its confidences
+    differ from the network's by up to ~0.1; on CPUs with int8 instructions (VNNI, AMX) it may be
+    faster (not measured)."""
+    return default_weights("onnx", input_size)
+
+
+def int8_onnx(input_size: Optional[Tuple[int, int]] = None) -> Optional[str]:
+    """Path of the bundled INT8 encoder for ``input_size`` (``lite_encoder_int8.onnx`` at
+    640x480, :mod:`loftr_ros.deploy.quantization`; it runs with the float matcher it names), or
+    None where none ships (320x240)."""
     float_path = default_weights("onnx", input_size)
     int8_path = float_path[:-len(".onnx")] + "_int8.onnx"
-    return int8_path if os.path.exists(int8_path) else float_path
-
-
-def _onnxruntime_on_cpu() -> bool:
-    """True when onnxruntime has no CUDA provider (so it will run on the CPU); False when it is
-    not installed (OnnxRuntime then reports that clearly)."""
-    try:
-        import onnxruntime
-    except ImportError:
-        return False
-    return "CUDAExecutionProvider" not in onnxruntime.get_available_providers()
+    return int8_path if os.path.exists(int8_path) else None
 
 
 def _installed(module: str) -> bool:
@@ -94,7 +96,8 @@ def create_runtime(backend: str = "auto", weights: Optional[str] = None,
         backend: one of ``BACKENDS``.
         weights: checkpoint (.pt/.ckpt, torch), ONNX (.onnx: onnxruntime or TensorRT) or serialized
             TensorRT engine; None = the bundled default model in the form the backend needs
-            (for onnxruntime on the CPU its INT8 graph, see :func:`default_cpu_onnx`).
+            (the float two-stage ONNX for onnxruntime, on the CPU too: :func:`default_cpu_onnx`;
+            the bundled INT8 encoder, :func:`int8_onnx`, is loaded only when passed here).
         preset: preset name for files that do not carry their config (original LoFTR, seed).
         input_size: (width, height) override; only the torch backend can change it at load time
             (ONNX graphs and engines are static — export another one).
@@ -141,8 +144,6 @@ def create_runtime(backend: str = "auto", weights: Optional[str] = None,
                              "`loftr-export`")
     from loftr_ros.runtime.onnx_runtime import OnnxRuntime
 
-    if weights is None and _onnxruntime_on_cpu():
-        onnx_path = default_cpu_onnx(input_size)
     runtime = OnnxRuntime(onnx_path, preset=preset, threads=threads)
     _check_static_size(runtime, input_size, onnx_path)
     return runtime
@@ -172,5 +173,6 @@ def _create_tensorrt(path: str, preset: Optional[str], input_size: Optional[Tupl
     return runtime
 
 
-__all__ = ["BACKENDS", "create_runtime", "choose_backend", "default_weights", "InferenceRuntime",
+__all__ = ["BACKENDS", "create_runtime", "choose_backend", "default_weights", "default_cpu_onnx",
+           "int8_onnx", "InferenceRuntime",
            "LoftrRuntimeError", "BackendUnavailableError", "ModelLoadError"]

@@ -1,5 +1,5 @@
 """INT8 graphs for onnxruntime on the CPU: what is quantised, metadata, agreement with the float
-graph, the runtime's choice of the bundled file and the export CLI."""
+graph, the runtime's default (the float graph) and the INT8 file when asked, and the export CLI."""
 from __future__ import annotations
 
 import os
@@ -18,11 +18,11 @@ from loftr_ros.deploy.quantization import (
 )
 from loftr_ros.matching.matcher import Matcher
 from loftr_ros.matching.preprocess import prepare
-from loftr_ros.runtime import create_runtime, default_cpu_onnx, default_weights
+from loftr_ros.runtime import create_runtime, default_cpu_onnx, default_weights, int8_onnx
 from loftr_ros.runtime.onnx_runtime import OnnxRuntime
 
 SMALL_FLOAT = default_weights("onnx", (320, 240))
-BUNDLED_INT8 = default_cpu_onnx()
+BUNDLED_INT8 = int8_onnx()
 
 
 def _within(matches, homography: np.ndarray, pixels: float) -> float:
@@ -101,8 +101,7 @@ def test_quantization_needs_calibration_pairs(tmp_path) -> None:
         quantize_cpu_int8(SMALL_FLOAT, str(tmp_path / "x.onnx"), [])
 
 
-@pytest.mark.skipif(not os.path.isfile(BUNDLED_INT8) or not BUNDLED_INT8.endswith("_int8.onnx"),
-                    reason="no bundled INT8 graph")
+@pytest.mark.skipif(BUNDLED_INT8 is None, reason="no bundled INT8 graph")
 def test_bundled_int8_graph_matches_like_the_float_graph(photo_pair: tuple) -> None:
     """The bundled INT8 graph is the bundled float graph quantised: same config, about the same
     matches, as many of them right."""
@@ -117,17 +116,23 @@ def test_bundled_int8_graph_matches_like_the_float_graph(photo_pair: tuple) -> N
     _compare(float_runtime, int8_runtime, photo_pair)
 
 
-def test_onnxruntime_on_the_cpu_loads_the_int8_graph_by_default() -> None:
-    import onnxruntime
-
+def test_onnxruntime_loads_the_float_graph_by_default_and_the_int8_one_when_asked() -> None:
+    """The default on the CPU is the float two-stage model (the network exactly); the bundled
+    INT8 encoder is loaded, with its float matcher, only when passed as weights."""
+    assert default_cpu_onnx() == default_weights("onnx")
+    assert default_cpu_onnx((320, 240)) == SMALL_FLOAT
     runtime = create_runtime(backend="onnxruntime")
-    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-        assert runtime.path == default_weights("onnx")
-    else:
-        assert runtime.path == BUNDLED_INT8
-    assert default_cpu_onnx((320, 240)) == SMALL_FLOAT   # no INT8 graph ships for 320x240
-    explicit = create_runtime(backend="onnxruntime", weights=default_weights("onnx"))
-    assert explicit.path == default_weights("onnx")
+    assert runtime.path == default_weights("onnx") and not runtime.int8
+    assert int8_onnx((320, 240)) is None   # no INT8 graph ships for 320x240
+    if BUNDLED_INT8 is None:
+        pytest.skip("no bundled INT8 graph")
+    assert os.path.basename(BUNDLED_INT8) == "lite_encoder_int8.onnx"
+    asked = create_runtime(backend="onnxruntime", weights=BUNDLED_INT8)
+    assert asked.path == BUNDLED_INT8 and asked.int8 and asked.two_stage
+    assert asked.matcher_path == default_weights("onnx").replace("_encoder.onnx", "_matcher.onnx")
+    image = np.zeros((1, 1, 480, 640), np.float32)
+    outputs = asked.run(image, image)
+    assert outputs.keys() == runtime.run(image, image).keys()
 
 
 def test_export_cli_writes_an_int8_graph(tmp_path, photo_pair: tuple,
