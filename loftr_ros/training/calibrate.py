@@ -101,14 +101,19 @@ def candidate_grid(config: ModelConfig, masses: Sequence[float] = CANDIDATES,
     return grid
 
 
+def _eligible(rows: Sequence[Dict[str, float]], tolerance: float) -> List[bool]:
+    """Per row: its ``auc@5`` is at least the best ``auc@5`` minus ``tolerance``."""
+    best_planar = max(row["auc@5"] for row in rows)
+    return [row["auc@5"] >= best_planar - tolerance for row in rows]
+
+
 def select(rows: Sequence[Dict[str, float]], tolerance: float = PLANAR_TOLERANCE) -> int:
     """Index of the row the selection rule picks (see the module docstring): among the rows whose
     ``auc@5`` is at least the best ``auc@5`` minus ``tolerance``, the highest ``3d score``; ties
     -> the lowest index."""
     if not rows:
         raise ValueError("no candidates to select from")
-    best_planar = max(row["auc@5"] for row in rows)
-    eligible = [index for index, row in enumerate(rows) if row["auc@5"] >= best_planar - tolerance]
+    eligible = [index for index, ok in enumerate(_eligible(rows, tolerance)) if ok]
     return max(eligible, key=lambda index: (rows[index]["3d score"], -index))
 
 
@@ -226,9 +231,8 @@ def calibrate(model: CoarseLoFTR, image_dir: str, pairs_per_image: int = 3,
     for candidate, planar_row, scene_row in zip(candidates, planar, scenes):
         rows.append({"threshold": candidate.threshold, "min_peak_mass": candidate.min_peak_mass,
                      "keep_sharpest": float(candidate.keep_sharpest), **planar_row, **scene_row})
-    best_planar = max(row["auc@5"] for row in rows)
-    for row in rows:
-        row["eligible"] = float(row["auc@5"] >= best_planar - tolerance)
+    for row, ok in zip(rows, _eligible(rows, tolerance)):
+        row["eligible"] = float(ok)
     return candidates[select(rows, tolerance)], rows
 
 
@@ -287,9 +291,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     choice, rows = calibrate(model, args.data, args.pairs_per_image, args.scene_pairs,
                              refinement=args.refinement, workers=args.workers)
     seconds = time.perf_counter() - started
-    chosen = [Candidate(row["threshold"], row["min_peak_mass"], int(row["keep_sharpest"]))
-              for row in rows].index(choice)
-    print(table(rows, chosen, args.top))
+    print(table(rows, select(rows), args.top))   # rows are in candidate order
     model.config = calibrated_config(model.config, choice)
     metadata = dict(report.metadata)
     metadata["calibration"] = {
