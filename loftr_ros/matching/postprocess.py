@@ -16,6 +16,7 @@ All coordinates here are in MODEL-INPUT pixels; ``preprocess`` maps them back to
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple, Union
@@ -133,6 +134,51 @@ def refine_by_expectation(conf: np.ndarray, indices0: np.ndarray, indices1: np.n
     return (weighted / np.maximum(total, 1e-12)[:, None]).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=None)
+def _window_steps(radius: int) -> Tuple[np.ndarray, np.ndarray]:
+    """int64 [(2r+1)^2] x and y offsets of a fine window, row-major over dy then dx
+    (read-only, made once per radius)."""
+    steps = np.arange(-radius, radius + 1)
+    offset_x, offset_y = np.tile(steps, len(steps)), np.repeat(steps, len(steps))
+    offset_x.setflags(write=False)
+    offset_y.setflags(write=False)
+    return offset_x, offset_y
+
+
+def _window_cells(indices1: np.ndarray, grid_width: int, ratio: int, radius: int,
+                  fine_width: int, fine_height: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Fine-map columns and rows [N,W] of the window around each coarse cell of image 1
+    (clamped to the map)."""
+    offset_x, offset_y = _window_steps(radius)
+    column1 = (indices1 % grid_width * ratio)[:, None] + offset_x
+    row1 = (indices1 // grid_width * ratio)[:, None] + offset_y
+    np.minimum(np.maximum(column1, 0, out=column1), fine_width - 1, out=column1)
+    np.minimum(np.maximum(row1, 0, out=row1), fine_height - 1, out=row1)
+    return column1, row1
+
+
+def _window_logits(fine0: np.ndarray, fine1: np.ndarray, indices0: np.ndarray,
+                   cells1: np.ndarray, grid_width: int, config: ModelConfig) -> np.ndarray:
+    """Softmax over the fine windows (flat fine-map cells ``cells1`` [N,W] of image 1) of the
+    correlation with the image-0 fine feature at each match's cell centre: float32 [N,W]."""
+    assert config.fine is not None
+    channels, _, fine_w = fine0.shape
+    ratio = config.coarse_stride // config.fine.stride
+    # whole feature vectors are gathered (rows of the [Hf*Wf, C] map, np.take: a quarter of the
+    # time of fancy indexing), not one channel at a time
+    rows1 = np.ascontiguousarray(fine1.reshape(channels, -1).T)              # [Hf*Wf,C]
+    centre0 = (indices0 // grid_width * ratio) * fine_w + indices0 % grid_width * ratio
+    feat0 = np.take(fine0.reshape(channels, -1), centre0, axis=1).T          # [N,C]
+    # a stack of matrix-vector products: numpy's matmul, single-threaded at this size, takes
+    # half the time of einsum
+    logits = np.matmul(np.take(rows1, cells1, axis=0), feat0[:, :, None])[:, :, 0]   # [N,W]
+    logits *= np.float32(1.0 / (np.sqrt(channels) * config.fine.temperature))
+    logits -= logits.max(axis=1, keepdims=True)
+    prob = np.exp(logits, out=logits)
+    prob /= prob.sum(axis=1, keepdims=True)
+    return prob
+
+
 def fine_window_probabilities(fine0: np.ndarray, fine1: np.ndarray, indices0: np.ndarray,
                               indices1: np.ndarray, grid_width: int, config: ModelConfig
                               ) -> Tuple[np.ndarray, np.ndarray]:
@@ -146,23 +192,16 @@ def fine_window_probabilities(fine0: np.ndarray, fine1: np.ndarray, indices0: np
     fine = config.fine
     if fine is None:
         raise ValueError(f"preset {config.name!r} has no fine stage")
-    channels, fine_h, fine_w = fine0.shape
-    ratio = config.coarse_stride // fine.stride
-    steps = np.arange(-fine.window_radius, fine.window_radius + 1)
-    offset_x, offset_y = np.tile(steps, len(steps)), np.repeat(steps, len(steps))   # [W] each
-    column1 = np.clip((indices1 % grid_width * ratio)[:, None] + offset_x, 0, fine_w - 1)  # [N,W]
-    row1 = np.clip((indices1 // grid_width * ratio)[:, None] + offset_y, 0, fine_h - 1)
-    positions = np.stack([column1, row1], axis=-1)                            # [N,W,2]
-    # gather whole feature vectors (rows of the [Hf*Wf, C] map), not one channel at a time
-    rows1 = np.ascontiguousarray(fine1.reshape(channels, -1).T)              # [Hf*Wf,C]
-    centre0 = (indices0 // grid_width * ratio) * fine_w + indices0 % grid_width * ratio
-    feat0 = fine0.reshape(channels, -1)[:, centre0].T                         # [N,C]
-    logits = np.einsum("nwc,nc->nw", rows1[row1 * fine_w + column1], feat0)   # [N,W]
-    logits *= np.float32(1.0 / (np.sqrt(channels) * fine.temperature))
-    logits -= logits.max(axis=1, keepdims=True)
-    prob = np.exp(logits, out=logits)
-    prob /= prob.sum(axis=1, keepdims=True)
-    return prob, positions
+    _, fine_h, fine_w = fine0.shape
+    column1, row1 = _window_cells(indices1, grid_width, config.coarse_stride // fine.stride,
+                                  fine.window_radius, fine_w, fine_h)
+    prob = _window_logits(fine0, fine1, indices0, row1 * fine_w + column1, grid_width, config)
+    return prob, np.stack([column1, row1], axis=-1)
+
+
+#: window offsets (dx, dy) of the 3x3 cells around a peak, row-major
+_AROUND_X = np.tile(np.arange(-1, 2), 3)
+_AROUND_Y = np.repeat(np.arange(-1, 2), 3)
 
 
 def refine_with_fine_features(fine0: np.ndarray, fine1: np.ndarray, indices0: np.ndarray,
@@ -176,30 +215,33 @@ def refine_with_fine_features(fine0: np.ndarray, fine1: np.ndarray, indices0: np
     the better homographies.) The peak mass, the probability inside those 3x3 cells, says how
     unambiguous the match is.
     """
-    assert config.fine is not None  # fine_window_probabilities raised otherwise
+    fine = config.fine
+    if fine is None:
+        raise ValueError(f"preset {config.name!r} has no fine stage")
     if len(indices0) == 0:
         return np.zeros((0, 2), np.float32), np.zeros(0, np.float32)
-    prob, positions = fine_window_probabilities(fine0, fine1, indices0, indices1, grid_width,
-                                                config)
-    size = 2 * config.fine.window_radius + 1
-    count = len(prob)
-    # the window with a ring of zero probability around it: every peak has 3x3 cells
-    padded = np.zeros((count, size + 2, size + 2), dtype=np.float32)
-    padded[:, 1:-1, 1:-1] = prob.reshape(count, size, size)
+    _, fine_h, fine_w = fine0.shape
+    column1, row1 = _window_cells(indices1, grid_width, config.coarse_stride // fine.stride,
+                                  fine.window_radius, fine_w, fine_h)
+    prob = _window_logits(fine0, fine1, indices0, row1 * fine_w + column1, grid_width, config)
+    size = 2 * fine.window_radius + 1
     peak = prob.argmax(axis=1)
-    peak_y, peak_x = peak // size, peak % size                                # window cells
-    around = np.arange(3)
-    rows = (peak_y[:, None, None] + around[None, :, None])                    # padded, [N,3,1]
-    cols = (peak_x[:, None, None] + around[None, None, :])                    # [N,1,3]
-    weight = padded[np.arange(count)[:, None, None], rows, cols].reshape(count, 9)   # [N,9]
-    # window positions of those cells (clamped: a cell outside the window has weight 0)
-    cell = (np.clip(rows - 1, 0, size - 1) * size + np.clip(cols - 1, 0, size - 1)).reshape(
-        count, 9)
-    cell_positions = np.take_along_axis(positions, cell[..., None], axis=1)  # [N,9,2]
+    # the 3x3 window cells around each peak; those outside the window weigh nothing
+    around_x = (peak % size)[:, None] + _AROUND_X                              # [N,9]
+    around_y = (peak // size)[:, None] + _AROUND_Y
+    inside = (around_x >= 0) & (around_x < size) & (around_y >= 0) & (around_y < size)
+    cell = (np.minimum(np.maximum(around_y, 0), size - 1) * size
+            + np.minimum(np.maximum(around_x, 0), size - 1))
+    weight = np.take_along_axis(prob, cell, axis=1)
+    weight *= inside
     mass = weight.sum(axis=1)
-    refined = (np.einsum("nk,nkd->nd", weight, cell_positions.astype(np.float32))
-               / np.maximum(mass, 1e-12)[:, None] * config.fine.stride)
-    return refined.astype(np.float32).reshape(-1, 2), mass.astype(np.float32)
+    scale = np.float32(fine.stride) / np.maximum(mass, np.float32(1e-12))
+    refined = np.stack([
+        np.einsum("nk,nk->n", weight, np.take_along_axis(column1, cell, axis=1).astype(
+            np.float32)),
+        np.einsum("nk,nk->n", weight, np.take_along_axis(row1, cell, axis=1).astype(
+            np.float32))], axis=1) * scale[:, None]
+    return refined.astype(np.float32), mass.astype(np.float32)
 
 
 def match_confidence(conf: np.ndarray, config: ModelConfig, options: MatchingOptions,
