@@ -199,7 +199,21 @@ class DemoClient:
         self.reference_client = self.node.create_client(Trigger, f"{NODE_PREFIX}/set_reference")
 
     def spin_once(self, timeout: float) -> None:
-        self.executor.spin_once(timeout_sec=timeout)
+        """One executor turn. A Ctrl-C shuts this client's context down (rclpy's signal
+        handler), possibly between two turns or while the executor makes its timeout timer:
+        that surfaces as KeyboardInterrupt, whatever rclpy raised."""
+        from rclpy.executors import ExternalShutdownException
+
+        if not self.context.ok():
+            raise KeyboardInterrupt
+        try:
+            self.executor.spin_once(timeout_sec=timeout)
+        except ExternalShutdownException:
+            raise KeyboardInterrupt from None
+        except Exception:
+            if self.context.ok():
+                raise
+            raise KeyboardInterrupt from None
 
     def _on_frame(self, msg) -> None:
         stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)

@@ -128,3 +128,36 @@ def test_image_player_stops_when_the_context_goes_down_right_before_a_spin(tmp_p
     assert result.returncode == 0, output
     assert "spins 3" in output, output
     assert not [word for word in BAD_WORDS if word in output], output
+
+
+#: the demo with Ctrl-C's effect on its client (the client's context shut down) placed on the
+#: client's third spin, while it waits for the node's service
+DEMO_STOPPED_BEFORE_A_SPIN = """
+import sys
+import rclpy
+import rclpy.executors
+from loftr_ros.ros import demo
+spin_once, calls = rclpy.executors.SingleThreadedExecutor.spin_once, []
+def stopped_spin_once(self, timeout_sec=None):
+    calls.append(timeout_sec)
+    if len(calls) == 3:
+        rclpy.shutdown(context=self._context)
+    spin_once(self, timeout_sec)
+rclpy.executors.SingleThreadedExecutor.spin_once = stopped_spin_once
+code = demo.main(["--out", sys.argv[1], "--frames", "2", "--size", "320x240", "--quiet"])
+print("spins", len(calls))
+sys.exit(code)
+"""
+
+
+def test_demo_stops_when_its_client_context_goes_down_right_before_a_spin(tmp_path):
+    """A Ctrl-C that shuts the demo client's context down between two spins: the demo says it
+    was interrupted, stops the node it started, and exits without a traceback."""
+    configure_ros_environment()
+    result = subprocess.run([sys.executable, "-c", DEMO_STOPPED_BEFORE_A_SPIN,
+                             str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=120, cwd=REPO)
+    output = result.stdout + result.stderr
+    assert "demo: interrupted" in output and "spins 3" in output, output
+    assert result.returncode == 1, output   # no matches arrived before the stop
+    assert not [word for word in BAD_WORDS if word in output], output
