@@ -204,22 +204,39 @@ class EncoderLayer(nn.Module):
 
         Per head h: out_h = phi(q_h) KV_h / (phi(q_h) . mean_s phi(k_h)), KV_h = phi(k_h)^T v_h / S.
         All heads are computed at once with [C,C] matrices masked to the head blocks, which is the
-        same arithmetic without any head reshapes/transposes in the exported graph. The
-        denominators go through a [C,H] matrix (one per head) and back to the head's channels
-        with its transpose: 2H/C of the multiply-adds of one [C,C] product.
+        same arithmetic without any head transposes in the exported graph. The denominators go
+        through a [C,H] matrix (one per head) and back to the head's channels with its transpose:
+        2H/C of the multiply-adds of one [C,C] product.
+
+        The exported graph writes two steps in a cheaper, equal form (verified against this one
+        by ``loftr-export``): KV as (phi(k)^T source / S) Wv^T, so the value projection works on
+        a [C,C] matrix instead of on S tokens, and the division by the denominators on the
+        [N,L,H,C/H] view of the numerators (a reshape, no copy) instead of a [L,C] expansion.
         """
         source_length = int(source.shape[1])
         query = elu_feature_map(self.q_proj(x))                              # [N,L,C]
         key = elu_feature_map(self.k_proj(source))                           # [N,S,C]
-        # Dividing v by S keeps KV an average (fp16 range).
-        value = self.v_proj(source) / source_length                          # [N,S,C]
         mask = self.head_mask(x)
-        key_value = torch.matmul(key.transpose(1, 2), value) * mask          # [N,C,C]
+        if torch.onnx.is_in_onnx_export():
+            # KV = phi(k)^T (source Wv^T) / S = (phi(k)^T source / S) Wv^T: the same product
+            # with the value projection on a [C,C] matrix instead of all S tokens
+            key_source = torch.matmul(key.transpose(1, 2) / source_length, source)  # [N,C,C]
+            key_value = torch.matmul(key_source, self.v_proj.weight.t()) * mask
+        else:
+            # Dividing v by S keeps KV an average (fp16 range).
+            value = self.v_proj(source) / source_length                      # [N,S,C]
+            key_value = torch.matmul(key.transpose(1, 2), value) * mask      # [N,C,C]
         # The MEAN of phi(k), not the sum: exactly equal after the 1/S above, but the sum over S
         # reaches ~1e5 on real images and overflows fp16.
         key_mean = key.mean(dim=1, keepdim=True).transpose(1, 2)            # [N,C,1]
         columns = self.head_columns(x)                                      # [C,H]
         denominator = torch.matmul(query, key_mean * columns) + 1e-6 / source_length  # [N,L,H]
+        if torch.onnx.is_in_onnx_export():
+            # each head's numerators divided by its denominator, on a view with a head axis
+            batch, length, channels = (int(v) for v in query.shape)
+            numerator = torch.matmul(query, key_value).reshape(
+                batch, length, self.nhead, self.head_dim)
+            return (numerator / denominator.unsqueeze(3)).reshape(batch, length, channels)
         denominator = torch.matmul(denominator, columns.t())                 # [N,L,C]
         return torch.matmul(query, key_value) / denominator                 # [N,L,C]
 
