@@ -71,6 +71,12 @@ class FineHead(nn.Module):
         features = self._fused(fine_map, context_map)
         # Unit length times sqrt(C): correlation logits <f0,f1>/sqrt(C)/T are cos/T, a bounded,
         # well-conditioned range that can still be sharp (1/T = 10).
+        if torch.onnx.is_in_onnx_export():
+            # one pass for the norms (ReduceL2) and one for the scaling; the rest of the
+            # arithmetic works on the [N,1,H,W] norms
+            length = torch.linalg.vector_norm(features, dim=1, keepdim=True)
+            scale = float(features.shape[1]) ** 0.5 / torch.sqrt(length * length + 1e-6)
+            return features * scale
         norm = torch.sqrt((features * features).sum(dim=1, keepdim=True) + 1e-6)
         return features * (float(features.shape[1]) ** 0.5) / norm
 
