@@ -1,10 +1,13 @@
 """Photometric sub-pixel refinement of matches, in numpy and OpenCV (no network involved).
 
-No BLAS call on purpose (``np.einsum`` without ``optimize`` and closed forms, no ``@`` or
-``linalg`` solvers): OpenBLAS worker threads spin after a call and slowed the next inference of
-the same process from about 50 to about 85 ms on 2 cores. For speed, per-match arrays keep their
-long axis last (x and y apart, never a trailing axis of 2, which makes numpy loop over pairs), the
-window sums of an iteration come from one ``einsum`` pass, the neighbours come from a k-d tree,
+No multi-threaded BLAS call on purpose: OpenBLAS worker threads spin after a call and slowed the
+next inference of the same process from about 50 to about 85 ms on 2 cores. So no ``linalg``
+solvers (closed forms instead) and no large products: the only BLAS calls are stacks of small
+matrix-vector products (``np.matmul`` of [n,k,m] by [n,m,1], each under a few thousand
+multiply-adds, which OpenBLAS runs on the calling thread), quicker than ``einsum`` here. For
+speed, per-match arrays keep their long axis last (x and y apart, never a trailing axis of 2,
+which makes numpy loop over pairs), the window sums of an iteration come from one such product,
+the neighbours come from a k-d tree,
 and large sets of matches are shared out among a few threads (numpy and OpenCV release the GIL).
 For 640 matches of a 640x480 pair: about 13 ms of CPU time where image 0 brings its templates
 (:class:`TemplateBank`), 16 ms where it does not (median process time of 120 calls, 2 threads, on
@@ -125,7 +128,7 @@ def _fit_affines(products: np.ndarray, weights: np.ndarray
     and ``weights`` [N,K]; returns the coefficients of dx, of dy and of 1, each [2,N] (rows: x',
     y'), solved in closed form: the adjugate of the 3x3 normal matrix over (dx, dy, 1), with a
     tiny ridge."""
-    sums = np.einsum("nk,npk->pn", weights, products)                          # [12,N]
+    sums = np.matmul(products, weights[:, :, None])[:, :, 0].T                 # [12,N]
     normal = sums[:6].copy()                       # 1, dx, dy, dx^2, dx dy, dy^2
     normal[[0, 3, 5]] += 1e-6
     one, sx, sy, sxx, sxy, syy = normal
@@ -446,8 +449,8 @@ class _Alignment:
         centre_y = (self.points_y + (a10 * shift_x + a11 * shift_y)).astype(np.float32)
         samples = _remap(self.image1, centre_x[:, None] + self.offsets_x,
                          centre_y[:, None] + self.offsets_y)
-        sums = np.einsum("nkq,nq->nk", self.weights, samples)
-        second = np.einsum("nq,nq,q->n", samples, samples, self.window)
+        sums = np.matmul(self.weights, samples[:, :, None])[:, :, 0]
+        second = np.einsum("nq,nq->n", samples * self.window, samples)
         return sums, np.sqrt(np.maximum(second - sums[:, 0] ** 2, 0.0))
 
     def ncc(self, shift_x: np.ndarray, shift_y: np.ndarray) -> np.ndarray:
