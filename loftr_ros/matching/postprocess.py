@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple, Union
 
+import cv2
 import numpy as np
 
 from loftr_ros.matching.photometric import PhotometricImage, refine_photometric
@@ -157,6 +158,14 @@ def _window_cells(indices1: np.ndarray, grid_width: int, ratio: int, radius: int
     return column1, row1
 
 
+def _channels_last(features: np.ndarray) -> np.ndarray:
+    """Contiguous transpose of a [C,M] map (OpenCV's blocked transpose for float32: a quarter of
+    numpy's time for a 640x480 fine map)."""
+    if features.dtype == np.float32:
+        return cv2.transpose(features)
+    return np.ascontiguousarray(features.T)
+
+
 def _window_logits(fine0: np.ndarray, fine1: np.ndarray, indices0: np.ndarray,
                    cells1: np.ndarray, grid_width: int, config: ModelConfig) -> np.ndarray:
     """Softmax over the fine windows (flat fine-map cells ``cells1`` [N,W] of image 1) of the
@@ -166,7 +175,7 @@ def _window_logits(fine0: np.ndarray, fine1: np.ndarray, indices0: np.ndarray,
     ratio = config.coarse_stride // config.fine.stride
     # whole feature vectors are gathered (rows of the [Hf*Wf, C] map, np.take: a quarter of the
     # time of fancy indexing), not one channel at a time
-    rows1 = np.ascontiguousarray(fine1.reshape(channels, -1).T)              # [Hf*Wf,C]
+    rows1 = _channels_last(fine1.reshape(channels, -1))                      # [Hf*Wf,C]
     centre0 = (indices0 // grid_width * ratio) * fine_w + indices0 % grid_width * ratio
     feat0 = np.take(fine0.reshape(channels, -1), centre0, axis=1).T          # [N,C]
     # a stack of matrix-vector products: numpy's matmul, single-threaded at this size, takes
