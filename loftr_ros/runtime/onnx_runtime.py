@@ -93,7 +93,9 @@ class OnnxRuntime(InferenceRuntime):
             # Two sessions run one after the other, each with its own threads: the idle one's
             # spinning threads took the cores from the busy one. 640x480 frames against an
             # encoded reference, 2 threads, 2-core VM under load: 406 ms per frame with both
-            # spinning, 288 with the encoder's stopped, 163 with neither spinning.
+            # spinning, 288 with the encoder's stopped, 163 with neither spinning. Spinning only
+            # within a run ("session.force_spinning_stop") was no way out: about 1 ms faster on
+            # an idle VM, 144 against 85 ms per frame with one other busy process.
             self._options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             session = self._open(onnx_path)
         self.matcher_path: Optional[str] = None
