@@ -7,8 +7,8 @@ matrix-vector products (``np.matmul`` of [n,k,m] by [n,m,1], each under a few th
 multiply-adds, which OpenBLAS runs on the calling thread), quicker than ``einsum`` here. For
 speed, per-match arrays keep their long axis last (x and y apart, never a trailing axis of 2,
 which makes numpy loop over pairs), the window sums of an iteration come from one such product,
-the neighbours come from a k-d tree,
-and large sets of matches are shared out among a few threads (numpy and OpenCV release the GIL).
+the neighbours come from a k-d tree, and large sets of matches are shared out among a few
+threads (numpy and OpenCV release the GIL).
 For 640 matches of a 640x480 pair: about 13 ms of CPU time where image 0 brings its templates
 (:class:`TemplateBank`), 16 ms where it does not (median process time of 120 calls, 2 threads, on
 2 cores shared with other work).

@@ -166,13 +166,18 @@ def _channels_last(features: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(features.T)
 
 
-def _window_logits(fine0: np.ndarray, fine1: np.ndarray, indices0: np.ndarray,
-                   cells1: np.ndarray, grid_width: int, config: ModelConfig) -> np.ndarray:
-    """Softmax over the fine windows (flat fine-map cells ``cells1`` [N,W] of image 1) of the
-    correlation with the image-0 fine feature at each match's cell centre: float32 [N,W]."""
-    assert config.fine is not None
-    channels, _, fine_w = fine0.shape
-    ratio = config.coarse_stride // config.fine.stride
+def _window_probabilities(fine0: np.ndarray, fine1: np.ndarray, indices0: np.ndarray,
+                          indices1: np.ndarray, grid_width: int, config: ModelConfig
+                          ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`fine_window_probabilities` as (prob float32 [N,W], fine-map columns [N,W], rows
+    [N,W])."""
+    fine = config.fine
+    if fine is None:
+        raise ValueError(f"preset {config.name!r} has no fine stage")
+    channels, fine_h, fine_w = fine0.shape
+    ratio = config.coarse_stride // fine.stride
+    column1, row1 = _window_cells(indices1, grid_width, ratio, fine.window_radius, fine_w,
+                                  fine_h)
     # whole feature vectors are gathered (rows of the [Hf*Wf, C] map, np.take: a quarter of the
     # time of fancy indexing), not one channel at a time
     rows1 = _channels_last(fine1.reshape(channels, -1))                      # [Hf*Wf,C]
@@ -180,12 +185,13 @@ def _window_logits(fine0: np.ndarray, fine1: np.ndarray, indices0: np.ndarray,
     feat0 = np.take(fine0.reshape(channels, -1), centre0, axis=1).T          # [N,C]
     # a stack of matrix-vector products: numpy's matmul, single-threaded at this size, takes
     # half the time of einsum
-    logits = np.matmul(np.take(rows1, cells1, axis=0), feat0[:, :, None])[:, :, 0]   # [N,W]
-    logits *= np.float32(1.0 / (np.sqrt(channels) * config.fine.temperature))
+    window1 = np.take(rows1, row1 * fine_w + column1, axis=0)                 # [N,W,C]
+    logits = np.matmul(window1, feat0[:, :, None])[:, :, 0]                   # [N,W]
+    logits *= np.float32(1.0 / (np.sqrt(channels) * fine.temperature))
     logits -= logits.max(axis=1, keepdims=True)
     prob = np.exp(logits, out=logits)
     prob /= prob.sum(axis=1, keepdims=True)
-    return prob
+    return prob, column1, row1
 
 
 def fine_window_probabilities(fine0: np.ndarray, fine1: np.ndarray, indices0: np.ndarray,
@@ -198,19 +204,9 @@ def fine_window_probabilities(fine0: np.ndarray, fine1: np.ndarray, indices0: np
     correlated with a (2r+1)^2 window of image-1 features around the coarse match (positions
     clamped to the map, row-major over dy then dx). Twin of ``training.losses.fine_expectation``.
     """
-    fine = config.fine
-    if fine is None:
-        raise ValueError(f"preset {config.name!r} has no fine stage")
-    _, fine_h, fine_w = fine0.shape
-    column1, row1 = _window_cells(indices1, grid_width, config.coarse_stride // fine.stride,
-                                  fine.window_radius, fine_w, fine_h)
-    prob = _window_logits(fine0, fine1, indices0, row1 * fine_w + column1, grid_width, config)
+    prob, column1, row1 = _window_probabilities(fine0, fine1, indices0, indices1, grid_width,
+                                                config)
     return prob, np.stack([column1, row1], axis=-1)
-
-
-#: window offsets (dx, dy) of the 3x3 cells around a peak, row-major
-_AROUND_X = np.tile(np.arange(-1, 2), 3)
-_AROUND_Y = np.repeat(np.arange(-1, 2), 3)
 
 
 def refine_with_fine_features(fine0: np.ndarray, fine1: np.ndarray, indices0: np.ndarray,
@@ -229,15 +225,14 @@ def refine_with_fine_features(fine0: np.ndarray, fine1: np.ndarray, indices0: np
         raise ValueError(f"preset {config.name!r} has no fine stage")
     if len(indices0) == 0:
         return np.zeros((0, 2), np.float32), np.zeros(0, np.float32)
-    _, fine_h, fine_w = fine0.shape
-    column1, row1 = _window_cells(indices1, grid_width, config.coarse_stride // fine.stride,
-                                  fine.window_radius, fine_w, fine_h)
-    prob = _window_logits(fine0, fine1, indices0, row1 * fine_w + column1, grid_width, config)
+    prob, column1, row1 = _window_probabilities(fine0, fine1, indices0, indices1, grid_width,
+                                                config)
     size = 2 * fine.window_radius + 1
     peak = prob.argmax(axis=1)
     # the 3x3 window cells around each peak; those outside the window weigh nothing
-    around_x = (peak % size)[:, None] + _AROUND_X                              # [N,9]
-    around_y = (peak // size)[:, None] + _AROUND_Y
+    step_x, step_y = _window_steps(1)
+    around_x = (peak % size)[:, None] + step_x                                 # [N,9]
+    around_y = (peak // size)[:, None] + step_y
     inside = (around_x >= 0) & (around_x < size) & (around_y >= 0) & (around_y < size)
     cell = (np.minimum(np.maximum(around_y, 0), size - 1) * size
             + np.minimum(np.maximum(around_x, 0), size - 1))
