@@ -16,7 +16,7 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -45,6 +45,9 @@ class TrainConfig:
     """Everything that defines a training run (saved with its checkpoints).
 
     ``scene_mix`` is the share of 3D-scene pairs (the rest are planar homography pairs);
+    ``scene_baseline`` and ``scene_max_rotation_deg`` replace those ranges of the rendered pairs'
+    :class:`SceneParams` (camera translation as a fraction of the depth looked at, and the largest
+    relative rotation);
     ``checkpoint_every`` > 0 also writes ``last.ckpt`` every that many steps (besides each epoch);
     ``layers``, when given, replaces the preset's transformer schedule (e.g. ``["self", "cross",
     "self", "cross"]``); with ``init_weights`` the weights' own schedule applies and ``layers``
@@ -77,6 +80,8 @@ class TrainConfig:
     max_image_side: int = 1280
     init_weights: Optional[str] = None
     scene_mix: float = 0.0
+    scene_baseline: Tuple[float, float] = SceneParams.baseline
+    scene_max_rotation_deg: float = SceneParams.max_rotation_deg
     checkpoint_every: int = 0
     layers: Optional[List[str]] = None
     extra: Dict[str, Any] = field(default_factory=dict)
@@ -248,11 +253,12 @@ class Trainer:
         self.num_images = len(images)
         self.dataset = TrainingPairs(images, config.width, config.height,
                                      self.model_config.coarse_stride, config.pairs_per_epoch,
-                                     config.seed, scene_mix=config.scene_mix)
+                                     config.seed, scene_mix=config.scene_mix,
+                                     scene_params=self.scene_params())
         self.val_dataset = TrainingPairs(images, config.width, config.height,
                                          self.model_config.coarse_stride, config.val_pairs,
                                          config.seed + 7919, scene_mix=config.scene_mix,
-                                         with_fields=True)
+                                         scene_params=self.scene_params(), with_fields=True)
         self.steps_per_epoch = config.pairs_per_epoch // (config.batch_size * self.world_size)
         self.total_steps = self.steps_per_epoch * config.epochs
         self.epoch = 0
@@ -272,6 +278,18 @@ class Trainer:
         progress = (self.step - self.config.warmup_steps) / max(
             1, self.total_steps - self.config.warmup_steps)
         return self.config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+    def scene_params(self) -> SceneParams:
+        """The ranges of the rendered 3D pairs: the defaults with the config's baseline and
+        rotation limit."""
+        low, high = (float(value) for value in self.config.scene_baseline)
+        if not 0.0 < low <= high:
+            raise ValueError(f"scene_baseline must be 0 < low <= high, got {low}, {high}")
+        if not 0.0 < self.config.scene_max_rotation_deg <= 180.0:
+            raise ValueError("scene_max_rotation_deg must be in (0, 180], got "
+                             f"{self.config.scene_max_rotation_deg}")
+        return dataclasses.replace(SceneParams(), baseline=(low, high),
+                                   max_rotation_deg=float(self.config.scene_max_rotation_deg))
 
     def checkpoint_path(self) -> str:
         return os.path.join(self.config.out_dir, "last.ckpt")

@@ -215,3 +215,26 @@ def test_mixed_training_resumes_inside_an_epoch(tiny_data: str, tmp_path) -> Non
     resumed.run(progress=False)
     for key, value in full.module.state_dict().items():
         torch.testing.assert_close(value, resumed.module.state_dict()[key], rtol=1e-4, atol=1e-5)
+
+
+def test_scene_ranges_reach_the_rendered_pairs(tiny_data: str, tmp_path, capsys) -> None:
+    """``--scene-baseline``/``--scene-max-rotation`` set the 3D pairs' ranges; bad ones are
+    refused with the reason."""
+    from loftr_ros.cli import train as train_cli
+
+    wide = Trainer(_tiny_config(tiny_data, str(tmp_path / "wide"), scene_mix=1.0,
+                                scene_baseline=(0.9, 1.0), scene_max_rotation_deg=60.0))
+    for dataset in (wide.dataset, wide.val_dataset):
+        assert dataset.scene_params.baseline == (0.9, 1.0)
+        assert dataset.scene_params.max_rotation_deg == 60.0
+    default = Trainer(_tiny_config(tiny_data, str(tmp_path / "default"), scene_mix=1.0))
+    assert default.dataset.scene_params.baseline == (0.05, 0.6)
+    assert not torch.equal(wide.dataset[0]["image1"], default.dataset[0]["image1"])
+
+    arguments = ["--data", tiny_data, "--out", str(tmp_path / "bad"), "--width", "160",
+                 "--height", "128", "--device", "cpu", "--no-progress"]
+    assert train_cli.main(arguments + ["--scene-baseline", "0.9,0.1"]) == 2
+    assert "scene_baseline" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_cli.main(arguments + ["--scene-baseline", "wide"])
+    assert "LOW,HIGH" in capsys.readouterr().err
