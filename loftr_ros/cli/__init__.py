@@ -18,3 +18,12 @@ def size_argument(text: str) -> Tuple[int, int]:
         raise argparse.ArgumentTypeError(
             f"size must be at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}, not {text!r}")
     return width, height
+
+
+def float_pair_argument(text: str) -> Tuple[float, float]:
+    """argparse type for ``LOW,HIGH``: two floats."""
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH, got {text!r}") from None
+    return low, high

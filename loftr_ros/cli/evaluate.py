@@ -34,6 +34,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 
+from loftr_ros.cli import float_pair_argument
 from loftr_ros.evaluation import castle, datasets, metrics, pose_datasets, report, runner
 from loftr_ros.matching.postprocess import REFINEMENTS
 
@@ -64,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
                              f"--synthetic folder, else {DEFAULT_SYNTHETIC})")
     parser.add_argument("--scene-pairs", type=int, default=50,
                         help="rendered 3D-scene pairs (50)")
+    parser.add_argument("--scene-baseline", type=float_pair_argument, metavar="LOW,HIGH",
+                        help="camera translation of the 3D-scene pairs as a fraction of the depth "
+                             "both cameras look at (default 0.05,0.6)")
+    parser.add_argument("--scene-max-rotation", type=float, metavar="DEG",
+                        help="largest relative rotation of the 3D-scene pairs' cameras (45)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the synthetic and 3D-scene pairs (0)")
     parser.add_argument("--castle", type=Path, metavar="DIR",
@@ -128,7 +134,9 @@ def _load(name: str, args: argparse.Namespace) -> Any:
     if name == "synthetic":
         return datasets.SyntheticPairs(photos, args.pairs_per_image, args.seed)
     if name == "scenes3d":
-        return pose_datasets.ScenePairs(args.scenes3d or photos, args.scene_pairs, args.seed)
+        return pose_datasets.ScenePairs(args.scenes3d or photos, args.scene_pairs, args.seed,
+                                        baseline=args.scene_baseline,
+                                        max_rotation_deg=args.scene_max_rotation)
     if name == "castle":
         gaps = [int(gap) for gap in args.castle_gaps.split(",") if gap.strip()]
         folder = args.castle or castle.cached_castle(args.cache) or castle.fetch_castle(
@@ -209,7 +217,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 2
         elapsed = time.perf_counter() - start
         results[name] = reports
-        print(f"\n## {name}: {total} pairs, {elapsed:.0f} s, {args.threads} threads\n")
+        motion = ""
+        if isinstance(pairs, pose_datasets.ScenePairs):
+            low, high = pairs.params.baseline
+            motion = (f", baseline {low:g}-{high:g} of the depth, rotation up to "
+                      f"{pairs.params.max_rotation_deg:g} deg")
+        print(f"\n## {name}: {total} pairs{motion}, {elapsed:.0f} s, {args.threads} threads\n")
         print(runner.markdown_table(reports))
         print()
         for method_report in reports:
@@ -224,7 +237,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "estimators": estimators, "sets": list(chosen),
             "max_pairs": args.max_pairs, "hpatches": str(args.hpatches or ""),
             "synthetic": str(args.synthetic or ""), "scenes3d": str(args.scenes3d or ""),
-            "scene_pairs": args.scene_pairs, "castle_gaps": args.castle_gaps,
+            "scene_pairs": args.scene_pairs, "scene_baseline": args.scene_baseline,
+            "scene_max_rotation": args.scene_max_rotation, "castle_gaps": args.castle_gaps,
             "castle_starts": args.castle_starts,
             "hpatches_short_side": args.hpatches_short_side, "opencv": cv2.__version__,
             "python": platform.python_version(), "machine": platform.machine(),

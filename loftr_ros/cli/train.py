@@ -14,16 +14,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
-
-def _range(text: str) -> Tuple[float, float]:
-    """``LOW,HIGH`` as two floats."""
-    try:
-        low, high = (float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LOW,HIGH, got {text!r}") from None
-    return low, high
+from loftr_ros.cli import float_pair_argument
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pairs-per-epoch", type=int, default=2000)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup-steps", type=int, default=200)
+    parser.add_argument("--coarse-negative-weight", type=float, default=1.0,
+                        help="weight of the coarse focal loss's term on the non-matching cell "
+                             "pairs (a mean over all of them: about 1.4M at 640x480)")
     parser.add_argument("--fine-weight", type=float, default=1.0)
     parser.add_argument("--fine-ce-weight", type=float, default=1.0,
                         help="weight of the fine window classification term (sharpens)")
@@ -54,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scene-mix", type=float, default=0.0,
                         help="share of 3D-scene pairs (rooms textured with the photos, "
                              "synthetic.scenes3d); the rest are planar homography pairs")
-    parser.add_argument("--scene-baseline", type=_range, default=None, metavar="LOW,HIGH",
+    parser.add_argument("--scene-baseline", type=float_pair_argument, default=None,
+                        metavar="LOW,HIGH",
                         help="camera translation of the 3D-scene pairs as a fraction of the depth "
                              "both cameras look at (default 0.05,0.6)")
     parser.add_argument("--scene-max-rotation", type=float, default=None, metavar="DEG",
@@ -96,7 +93,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         data_dirs=args.data, out_dir=args.out, preset=args.preset, width=args.width,
         height=args.height, batch_size=args.batch_size, epochs=args.epochs,
         pairs_per_epoch=args.pairs_per_epoch, lr=args.lr, warmup_steps=args.warmup_steps,
-        fine_weight=args.fine_weight, fine_ce_weight=args.fine_ce_weight,
+        coarse_negative_weight=args.coarse_negative_weight, fine_weight=args.fine_weight,
+        fine_ce_weight=args.fine_ce_weight,
         fine_ce_target=args.fine_ce_target, teacher=args.teacher,
         teacher_preset=args.teacher_preset,
         distill_weight=args.distill_weight, seed=args.seed, device=args.device,

@@ -63,11 +63,20 @@ def _gray(image: np.ndarray) -> np.ndarray:
 class ScenePairs:
     """``count`` rendered 3D-scene pairs textured with the photos of ``folder`` (sorted by name).
 
+    ``baseline`` and ``max_rotation_deg`` replace the generator's camera-motion ranges
+    (:func:`loftr_ros.synthetic.scenes3d.with_camera_motion`; ValueError for bad ones).
+
     Raises DatasetError when the folder is missing or has no image.
     """
 
     def __init__(self, folder: Path, count: int = 50, seed: int = 0,
-                 size: Tuple[int, int] = SCENE_SIZE) -> None:
+                 size: Tuple[int, int] = SCENE_SIZE,
+                 baseline: Optional[Tuple[float, float]] = None,
+                 max_rotation_deg: Optional[float] = None) -> None:
+        from loftr_ros.synthetic import scenes3d
+
+        self.params = scenes3d.with_camera_motion(scenes3d.SceneParams(), baseline,
+                                                  max_rotation_deg)
         self.folder = Path(folder)
         self.paths = held_out_images(self.folder)
         if count < 1:
@@ -92,8 +101,7 @@ class ScenePairs:
         width, height = self.size
         for index in range(self.count):
             rng = np.random.default_rng([self.seed, index])
-            pair = scenes3d.render_pair(rng, self.textures(), width, height,
-                                        scenes3d.SceneParams())
+            pair = scenes3d.render_pair(rng, self.textures(), width, height, self.params)
             yield PosePair(f"scene/{index}", pair.image0, pair.image1,
                            np.asarray(pair.intrinsics0, np.float64),
                            np.asarray(pair.intrinsics1, np.float64),

@@ -8,7 +8,7 @@ shading. World frame: metres, z up, floor at z = 0. ``scenes3d`` places the came
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
@@ -146,6 +146,23 @@ class Scene:
         if np.any(point < margin) or np.any(point > self.size - margin):
             return False
         return all(np.linalg.norm(point - centre) > radius for centre, radius in self.obstacles)
+
+
+def with_camera_motion(params: SceneParams, baseline: Optional[Tuple[float, float]] = None,
+                       max_rotation_deg: Optional[float] = None) -> SceneParams:
+    """``params`` with another baseline range and/or rotation limit (None keeps its own).
+    ValueError unless 0 < low <= high and 0 < max_rotation_deg <= 180."""
+    changes: Dict[str, object] = {}
+    if baseline is not None:
+        low, high = (float(value) for value in baseline)
+        if not 0.0 < low <= high:
+            raise ValueError(f"baseline must be 0 < low <= high, got {low}, {high}")
+        changes["baseline"] = (low, high)
+    if max_rotation_deg is not None:
+        if not 0.0 < max_rotation_deg <= 180.0:
+            raise ValueError(f"max_rotation_deg must be in (0, 180], got {max_rotation_deg}")
+        changes["max_rotation_deg"] = float(max_rotation_deg)
+    return replace(params, **changes)
 
 
 def uniform(rng: np.random.Generator, bounds: Tuple[float, float]) -> float:

@@ -47,7 +47,15 @@ from loftr_ros.synthetic.pinhole import (
     render_view,
     surface_shading,
 )
-from loftr_ros.synthetic.rooms import Scene, SceneParams, add_box, add_plane, empty_room, uniform
+from loftr_ros.synthetic.rooms import (
+    Scene,
+    SceneParams,
+    add_box,
+    add_plane,
+    empty_room,
+    uniform,
+    with_camera_motion,
+)
 
 
 def _direction(yaw: float, pitch: float) -> np.ndarray:
@@ -409,7 +417,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 __all__ = ["Camera", "Scene", "SceneParams", "SceneSequence", "add_box", "add_plane",
            "empty_room", "furnish", "intrinsics_for", "look_at", "pair_from_sequence",
            "render_pair", "render_scene_pair", "render_sequence", "render_view",
-           "sample_textures"]
+           "sample_textures", "with_camera_motion"]
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from loftr_ros.model.network import CoarseLoFTR, build_model
 from loftr_ros.model.presets import ModelConfig, get_preset
 from loftr_ros.synthetic.homography import HomographyParams, homography_pair
 from loftr_ros.synthetic.pairs import CorrespondencePair, inside
-from loftr_ros.synthetic.scenes3d import SceneParams, render_pair
+from loftr_ros.synthetic.scenes3d import SceneParams, render_pair, with_camera_motion
 from loftr_ros.training.losses import (
     coarse_focal_loss,
     distillation_loss,
@@ -66,6 +66,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_steps: int = 200
     grad_clip: float = 1.0
+    coarse_negative_weight: float = 1.0
     fine_weight: float = 1.0
     fine_samples: int = 128
     fine_ce_weight: float = 1.0
@@ -282,14 +283,8 @@ class Trainer:
     def scene_params(self) -> SceneParams:
         """The ranges of the rendered 3D pairs: the defaults with the config's baseline and
         rotation limit."""
-        low, high = (float(value) for value in self.config.scene_baseline)
-        if not 0.0 < low <= high:
-            raise ValueError(f"scene_baseline must be 0 < low <= high, got {low}, {high}")
-        if not 0.0 < self.config.scene_max_rotation_deg <= 180.0:
-            raise ValueError("scene_max_rotation_deg must be in (0, 180], got "
-                             f"{self.config.scene_max_rotation_deg}")
-        return dataclasses.replace(SceneParams(), baseline=(low, high),
-                                   max_rotation_deg=float(self.config.scene_max_rotation_deg))
+        return with_camera_motion(SceneParams(), self.config.scene_baseline,
+                                  self.config.scene_max_rotation_deg)
 
     def checkpoint_path(self) -> str:
         return os.path.join(self.config.out_dir, "last.ckpt")
@@ -330,7 +325,8 @@ class Trainer:
         image1 = batch["image1"].to(self.device)
         match_j = batch["match_j"].to(self.device)
         outputs = model(image0, image1)
-        losses = {"coarse": coarse_focal_loss(outputs["conf_matrix"], match_j)}
+        losses = {"coarse": coarse_focal_loss(outputs["conf_matrix"], match_j,
+                                              negative_weight=self.config.coarse_negative_weight)}
         total = losses["coarse"]
         fine = self.model_config.fine
         if fine is not None and "fine_feat0" in outputs:

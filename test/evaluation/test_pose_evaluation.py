@@ -130,6 +130,21 @@ def test_scene_pairs_are_repeatable_and_carry_a_consistent_pose(tmp_path):
         pose_datasets.ScenePairs(tmp_path / "none")
 
 
+def test_scene_pairs_take_other_camera_motion_ranges(tmp_path):
+    """``baseline``/``max_rotation_deg`` reach the generator; bad ranges are refused."""
+    folder = _photo_folder(tmp_path)
+    default = pose_datasets.ScenePairs(folder, count=1, seed=3, size=(320, 240))
+    wide = pose_datasets.ScenePairs(folder, count=1, seed=3, size=(320, 240),
+                                    baseline=(0.9, 1.0), max_rotation_deg=60.0)
+    assert default.params.baseline == (0.05, 0.6) and default.params.max_rotation_deg == 45.0
+    assert wide.params.baseline == (0.9, 1.0) and wide.params.max_rotation_deg == 60.0
+    assert not np.array_equal(next(iter(wide)).image1, next(iter(default)).image1)
+    with pytest.raises(ValueError, match="baseline"):
+        pose_datasets.ScenePairs(folder, baseline=(0.5, 0.1))
+    with pytest.raises(ValueError, match="max_rotation_deg"):
+        pose_datasets.ScenePairs(folder, max_rotation_deg=0.0)
+
+
 class _PoseOracle:
     """Exact matches for each pair: random points seen by both of its cameras."""
 
@@ -196,6 +211,22 @@ def test_loftr_eval_cli_on_3d_scenes_with_plot(tmp_path, capsys):
     assert image is not None and image.shape[1] > 600
     assert evaluate.main(["--sets", "nonsense", "--no-progress"]) == 2
     assert evaluate.main(["--sets", "hpatches", "--no-progress"]) == 2
+
+
+def test_loftr_eval_cli_widens_the_3d_scenes_camera_motion(tmp_path, capsys):
+    folder = _photo_folder(tmp_path)
+    out = tmp_path / "eval.json"
+    code = evaluate.main(["--sets", "scenes3d", "--synthetic", str(folder), "--scene-pairs", "1",
+                          "--scene-baseline", "0.6,1.0", "--scene-max-rotation", "60",
+                          "--methods", "orb", "--json", str(out), "--no-progress"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "## scenes3d: 1 pairs, baseline 0.6-1 of the depth, rotation up to 60 deg" in text
+    settings = json.loads(out.read_text())["settings"]
+    assert settings["scene_baseline"] == [0.6, 1.0] and settings["scene_max_rotation"] == 60.0
+    assert evaluate.main(["--sets", "scenes3d", "--synthetic", str(folder),
+                          "--scene-baseline", "1,0.5", "--no-progress"]) == 2
+    assert "baseline must be" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------- Castle-simu

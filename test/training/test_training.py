@@ -234,7 +234,27 @@ def test_scene_ranges_reach_the_rendered_pairs(tiny_data: str, tmp_path, capsys)
     arguments = ["--data", tiny_data, "--out", str(tmp_path / "bad"), "--width", "160",
                  "--height", "128", "--device", "cpu", "--no-progress"]
     assert train_cli.main(arguments + ["--scene-baseline", "0.9,0.1"]) == 2
-    assert "scene_baseline" in capsys.readouterr().err
+    assert "baseline must be" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         train_cli.main(arguments + ["--scene-baseline", "wide"])
     assert "LOW,HIGH" in capsys.readouterr().err
+
+
+def test_coarse_negative_weight_scales_the_negative_term(tiny_data: str, tmp_path) -> None:
+    """``coarse_negative_weight`` multiplies the coarse focal loss's non-matching term."""
+    from torch.utils.data import default_collate
+
+    torch.manual_seed(0)
+    trainers = {weight: Trainer(_tiny_config(tiny_data, str(tmp_path / str(weight)),
+                                             coarse_negative_weight=weight))
+                for weight in (0.0, 1.0, 1000.0)}
+    batch = default_collate([trainers[0.0].dataset[index] for index in range(2)])
+    state = trainers[0.0].module.state_dict()
+    coarse = {}
+    for weight, trainer in trainers.items():
+        trainer.module.load_state_dict(state)
+        with torch.no_grad():
+            coarse[weight] = float(trainer.compute_losses(batch)["coarse"])
+    negative = coarse[1.0] - coarse[0.0]
+    assert negative > 0
+    assert coarse[1000.0] - coarse[0.0] == pytest.approx(1000.0 * negative, rel=1e-3)
