@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Dict, List, Optional
+from typing import List, Optional
 
 from loftr_ros.cli import float_pair_argument
 
@@ -50,11 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scene-mix", type=float, default=0.0,
                         help="share of 3D-scene pairs (rooms textured with the photos, "
                              "synthetic.scenes3d); the rest are planar homography pairs")
-    parser.add_argument("--scene-baseline", type=float_pair_argument, default=None,
-                        metavar="LOW,HIGH",
+    parser.add_argument("--scene-baseline", type=float_pair_argument, metavar="LOW,HIGH",
                         help="camera translation of the 3D-scene pairs as a fraction of the depth "
                              "both cameras look at (default 0.05,0.6)")
-    parser.add_argument("--scene-max-rotation", type=float, default=None, metavar="DEG",
+    parser.add_argument("--scene-max-rotation", type=float, metavar="DEG",
                         help="largest relative rotation of the 3D-scene pairs' cameras (45)")
     parser.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
                         help="also write <out>/last.ckpt every STEPS steps (0: each epoch only)")
@@ -68,17 +67,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights-out", help="write final weights here (default <out>/model.pt)")
     parser.add_argument("--no-progress", action="store_true")
     return parser
-
-
-def scene_ranges(args: argparse.Namespace) -> Dict[str, Any]:
-    """The TrainConfig fields of the 3D-scene ranges given on the command line (others keep
-    their defaults)."""
-    ranges: Dict[str, Any] = {}
-    if args.scene_baseline is not None:
-        ranges["scene_baseline"] = args.scene_baseline
-    if args.scene_max_rotation is not None:
-        ranges["scene_max_rotation_deg"] = args.scene_max_rotation
-    return ranges
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -100,7 +88,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         distill_weight=args.distill_weight, seed=args.seed, device=args.device,
         workers=args.workers, val_pairs=args.val_pairs, init_weights=args.init_weights,
         scene_mix=args.scene_mix, checkpoint_every=args.checkpoint_every,
-        **scene_ranges(args),
+        scene_baseline=args.scene_baseline, scene_max_rotation_deg=args.scene_max_rotation,
         layers=[name.strip() for name in args.layers.split(",")] if args.layers else None)
     try:
         trainer = Trainer(config)

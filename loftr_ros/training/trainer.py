@@ -45,9 +45,9 @@ class TrainConfig:
     """Everything that defines a training run (saved with its checkpoints).
 
     ``scene_mix`` is the share of 3D-scene pairs (the rest are planar homography pairs);
-    ``scene_baseline`` and ``scene_max_rotation_deg`` replace those ranges of the rendered pairs'
-    :class:`SceneParams` (camera translation as a fraction of the depth looked at, and the largest
-    relative rotation);
+    ``scene_baseline`` and ``scene_max_rotation_deg``, where given, replace those ranges of the
+    rendered pairs' :class:`SceneParams` (camera translation as a fraction of the depth looked at,
+    and the largest relative rotation);
     ``checkpoint_every`` > 0 also writes ``last.ckpt`` every that many steps (besides each epoch);
     ``layers``, when given, replaces the preset's transformer schedule (e.g. ``["self", "cross",
     "self", "cross"]``); with ``init_weights`` the weights' own schedule applies and ``layers``
@@ -81,8 +81,8 @@ class TrainConfig:
     max_image_side: int = 1280
     init_weights: Optional[str] = None
     scene_mix: float = 0.0
-    scene_baseline: Tuple[float, float] = SceneParams.baseline
-    scene_max_rotation_deg: float = SceneParams.max_rotation_deg
+    scene_baseline: Optional[Tuple[float, float]] = None
+    scene_max_rotation_deg: Optional[float] = None
     checkpoint_every: int = 0
     layers: Optional[List[str]] = None
     extra: Dict[str, Any] = field(default_factory=dict)
