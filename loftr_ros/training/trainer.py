@@ -252,14 +252,15 @@ class Trainer:
         paths = list_images(config.data_dirs)
         images = [load_gray(path, config.max_image_side) for path in paths]
         self.num_images = len(images)
+        scene_params = self.scene_params()
         self.dataset = TrainingPairs(images, config.width, config.height,
                                      self.model_config.coarse_stride, config.pairs_per_epoch,
                                      config.seed, scene_mix=config.scene_mix,
-                                     scene_params=self.scene_params())
+                                     scene_params=scene_params)
         self.val_dataset = TrainingPairs(images, config.width, config.height,
                                          self.model_config.coarse_stride, config.val_pairs,
                                          config.seed + 7919, scene_mix=config.scene_mix,
-                                         scene_params=self.scene_params(), with_fields=True)
+                                         scene_params=scene_params, with_fields=True)
         self.steps_per_epoch = config.pairs_per_epoch // (config.batch_size * self.world_size)
         self.total_steps = self.steps_per_epoch * config.epochs
         self.epoch = 0
