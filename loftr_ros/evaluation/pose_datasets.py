@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from loftr_ros.evaluation.datasets import DatasetError, held_out_images, read_gray
+from loftr_ros.synthetic import scenes3d
 
 SCENE_SIZE = (640, 480)
 
@@ -73,8 +74,6 @@ class ScenePairs:
                  size: Tuple[int, int] = SCENE_SIZE,
                  baseline: Optional[Tuple[float, float]] = None,
                  max_rotation_deg: Optional[float] = None) -> None:
-        from loftr_ros.synthetic import scenes3d
-
         self.params = scenes3d.with_camera_motion(scenes3d.SceneParams(), baseline,
                                                   max_rotation_deg)
         self.folder = Path(folder)
@@ -96,8 +95,6 @@ class ScenePairs:
         return self._textures
 
     def __iter__(self) -> Iterator[PosePair]:
-        from loftr_ros.synthetic import scenes3d
-
         width, height = self.size
         for index in range(self.count):
             rng = np.random.default_rng([self.seed, index])

@@ -72,13 +72,10 @@ class OnnxRuntime(InferenceRuntime):
             self._options.intra_op_num_threads = int(threads)
             self._options.inter_op_num_threads = 1
         # Idle intra-op threads spin after each run (onnxruntime's default), and that stays on for
-        # a single graph. On a 2-core VM, turning it off made the node far slower though a bare
-        # Matcher.match loop got faster:
-        # - "session.intra_op.allow_spinning" = "0": match post-processing 24 -> 17 ms, but
-        #   bench_node latency p95 75-82 -> 500-870 ms;
-        # - "session.force_spinning_stop" = "1" (spin within a run only): whole match about
-        #   5 ms faster, but bench_node latency p50 65-70 -> 142-162 ms, p95 84 -> 629-1253 ms,
-        #   nearly all of it outside the Matcher call.
+        # a single graph: on 2 cores, stopping them ("session.intra_op.allow_spinning" = "0") or
+        # spinning only within a run ("session.force_spinning_stop") made a bare Matcher.match
+        # loop a little faster but the node's frame latency several times higher, nearly all of
+        # it outside the Matcher call.
         available = onnxruntime.get_available_providers()
         if providers is None:
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
@@ -91,11 +88,10 @@ class OnnxRuntime(InferenceRuntime):
         files = two_stage_files(onnx_path, read_onnx_metadata(session))
         if files is not None and idle_spinning is None:
             # Two sessions run one after the other, each with its own threads: the idle one's
-            # spinning threads took the cores from the busy one. 640x480 frames against an
-            # encoded reference, 2 threads, 2-core VM under load: 406 ms per frame with both
-            # spinning, 288 with the encoder's stopped, 163 with neither spinning. Spinning only
-            # within a run ("session.force_spinning_stop") was no way out: about 1 ms faster on
-            # an idle VM, 144 against 85 ms per frame with one other busy process.
+            # spinning threads take the cores from the busy one, so neither spins. On 2 cores
+            # this is the fastest of the three settings per frame against an encoded reference,
+            # and spinning only within a run was no faster on an idle machine and slower on a
+            # busy one (docs/benchmarks.md compares it with the seed's spinning graph).
             self._options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             session = self._open(onnx_path)
         self.matcher_path: Optional[str] = None
