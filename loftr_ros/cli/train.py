@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--coarse-negative-weight", type=float, default=1.0,
                         help="weight of the coarse focal loss's term on the non-matching cell "
                              "pairs (a mean over all of them: about 1.4M at 640x480)")
+    parser.add_argument("--unseen-weight", type=float, default=0.0,
+                        help="weight of the loss on the confidence that cells seen only in "
+                             "their own image spend on matches (0: off)")
     parser.add_argument("--fine-weight", type=float, default=1.0)
     parser.add_argument("--fine-ce-weight", type=float, default=1.0,
                         help="weight of the fine window classification term (sharpens)")
@@ -81,7 +84,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         data_dirs=args.data, out_dir=args.out, preset=args.preset, width=args.width,
         height=args.height, batch_size=args.batch_size, epochs=args.epochs,
         pairs_per_epoch=args.pairs_per_epoch, lr=args.lr, warmup_steps=args.warmup_steps,
-        coarse_negative_weight=args.coarse_negative_weight, fine_weight=args.fine_weight,
+        coarse_negative_weight=args.coarse_negative_weight, unseen_weight=args.unseen_weight,
+        fine_weight=args.fine_weight,
         fine_ce_weight=args.fine_ce_weight,
         fine_ce_target=args.fine_ce_target, teacher=args.teacher,
         teacher_preset=args.teacher_preset,

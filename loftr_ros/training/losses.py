@@ -1,4 +1,5 @@
-"""Training losses (torch): coarse dual-softmax focal loss, fine expectation loss, distillation.
+"""Training losses (torch): coarse dual-softmax focal loss, unseen-cell mass, fine expectation loss,
+distillation.
 
 The fine window correlation here is the torch twin of
 ``loftr_ros.matching.postprocess.refine_with_fine_features``
@@ -32,6 +33,24 @@ def coarse_focal_loss(conf: torch.Tensor, match_j: torch.Tensor, alpha: float = 
         loss_positive = conf.sum() * 0.0
     loss_negative = (-alpha * negative ** gamma * (1.0 - negative).log()).mean()
     return loss_positive + negative_weight * loss_negative
+
+
+def unseen_mass_loss(conf: torch.Tensor, unseen0: torch.Tensor, unseen1: torch.Tensor
+                     ) -> torch.Tensor:
+    """Confidence that cells with nothing to match spend on matches (docs/model.md).
+
+    The mass of an image-0 cell is its row sum of ``conf`` (at most 1: each entry is a row
+    softmax times a column softmax), of an image-1 cell its column sum. The loss is the mean of
+    ``-log(1 - mass)`` over the unseen cells of both images; zero when no cell is unseen.
+
+    Args:
+        conf: [B,L,S] confidence in [0,1].
+        unseen0: [B,L] bool, image-0 cells not seen in image 1; unseen1: [B,S] bool, the reverse.
+    """
+    masses = torch.cat([conf.sum(dim=2)[unseen0], conf.sum(dim=1)[unseen1]])
+    if masses.numel() == 0:
+        return conf.sum() * 0.0
+    return -torch.log1p(-masses.clamp(0.0, 1.0 - 1e-6)).mean()
 
 
 def window_offsets(radius: int, device: torch.device) -> torch.Tensor:

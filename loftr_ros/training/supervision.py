@@ -24,10 +24,15 @@ class CoarseTruth:
         match_j: int64 [L]: index of the matching image-1 cell for each image-0 cell, -1 if none.
         target_xy: float32 [L,2]: image-1 pixel position of each image-0 cell centre (NaN where
             the cell has no match).
+        unseen0: bool [L]: the image-0 cell centre is not seen in image 1 (it lands outside
+            image 1, is hidden there, or shows no surface) and the cell has no match.
+        unseen1: bool [S]: the same for the image-1 cells in image 0.
     """
 
     match_j: np.ndarray
     target_xy: np.ndarray
+    unseen0: np.ndarray
+    unseen1: np.ndarray
 
     @property
     def num_positives(self) -> int:
@@ -48,30 +53,37 @@ def coarse_truth(homography: np.ndarray, width: int, height: int, stride: int) -
     cell = np.rint(warped / stride)
     finite = np.all(np.isfinite(cell), axis=1)
     cell = np.where(finite[:, None], cell, -1)
-    inside = finite & (cell[:, 0] >= 0) & (cell[:, 0] < grid_w) & (cell[:, 1] >= 0) & (
+    in_grid = finite & (cell[:, 0] >= 0) & (cell[:, 0] < grid_w) & (cell[:, 1] >= 0) & (
         cell[:, 1] < grid_h)
-    match_j = np.where(inside, cell[:, 1] * grid_w + cell[:, 0], -1).astype(np.int64)
+    match_j = np.where(in_grid, cell[:, 1] * grid_w + cell[:, 0], -1).astype(np.int64)
     back = warp_points(np.linalg.inv(homography), centres)
     back_cell = np.rint(back / stride)
     back_ok = np.all(np.isfinite(back_cell), axis=1)
     back_index = np.where(back_ok, back_cell[:, 1] * grid_w + back_cell[:, 0], -2)
     back_index = np.where(back_ok & (back_cell[:, 0] >= 0) & (back_cell[:, 0] < grid_w)
                           & (back_cell[:, 1] >= 0) & (back_cell[:, 1] < grid_h), back_index, -2)
-    return _mutual_truth(match_j, back_index, warped)
+    return _mutual_truth(match_j, back_index, warped, ~inside(warped, width, height),
+                         ~inside(back, width, height))
 
 
-def _mutual_truth(match_j: np.ndarray, back_index: np.ndarray,
-                  target_xy: np.ndarray) -> CoarseTruth:
+def _mutual_truth(match_j: np.ndarray, back_index: np.ndarray, target_xy: np.ndarray,
+                  unseen0: np.ndarray, unseen1: np.ndarray) -> CoarseTruth:
     """Keep the matches that are mutual: image-0 cell i -> image-1 cell ``match_j[i]`` [L]
     (-1: none) counts only where that cell maps back to i (``back_index`` [S]); ``target_xy``
-    [L,2] is kept (as float32) where the match is kept, NaN elsewhere."""
+    [L,2] is kept (as float32) where the match is kept, NaN elsewhere. ``unseen0`` [L] and
+    ``unseen1`` [S] are kept for the cells left without a match (a point just outside the other
+    image can still round to a border cell and match it)."""
     own_index = np.arange(len(match_j))
     mutual = np.zeros(len(match_j), dtype=bool)
     valid = match_j >= 0
     mutual[valid] = back_index[match_j[valid]] == own_index[valid]
     match_j = np.where(mutual, match_j, -1)
     target = np.where(mutual[:, None], target_xy, np.nan).astype(np.float32)
-    return CoarseTruth(match_j=match_j, target_xy=target)
+    matched1 = np.zeros(len(unseen1), dtype=bool)
+    matched1[match_j[mutual]] = True
+    return CoarseTruth(match_j=match_j, target_xy=target,
+                       unseen0=np.asarray(unseen0, bool) & ~mutual,
+                       unseen1=np.asarray(unseen1, bool) & ~matched1)
 
 
 def _cell_index(positions: np.ndarray, grid_w: int, grid_h: int, stride: int,
@@ -90,7 +102,9 @@ def field_truth(pair: CorrespondencePair, stride: int) -> CoarseTruth:
 
     A cell centre counts only where the field is finite and the point is not hidden in the other
     view: ``valid`` is required where the point lands inside the other image; a point that lands
-    just outside still rounds to a border cell, exactly as :func:`coarse_truth` does.
+    just outside still rounds to a border cell, exactly as :func:`coarse_truth` does. A cell
+    without a match is unseen where ``valid`` is False at its centre (outside the other image,
+    hidden, or no surface).
     """
     width, height = pair.size
     grid_w, grid_h = width // stride, height // stride
@@ -102,4 +116,5 @@ def field_truth(pair: CorrespondencePair, stride: int) -> CoarseTruth:
     backward = pair.field1to0[rows, cols]
     seen1 = pair.valid1[rows, cols] | ~inside(backward, width, height)
     back_index = np.where(seen1, _cell_index(backward, grid_w, grid_h, stride, -2), -2)
-    return _mutual_truth(match_j, back_index, forward)
+    return _mutual_truth(match_j, back_index, forward, ~pair.valid0[rows, cols],
+                         ~pair.valid1[rows, cols])

@@ -36,6 +36,7 @@ from loftr_ros.training.losses import (
     distillation_loss,
     fine_expectation,
     fine_loss,
+    unseen_mass_loss,
 )
 from loftr_ros.training.supervision import field_truth
 
@@ -48,6 +49,8 @@ class TrainConfig:
     ``scene_baseline`` and ``scene_max_rotation_deg``, where given, replace those ranges of the
     rendered pairs' :class:`SceneParams` (camera translation as a fraction of the depth looked at,
     and the largest relative rotation);
+    ``unseen_weight`` > 0 adds :func:`unseen_mass_loss` (cells seen in one image only) to the
+    coarse loss with that weight;
     ``checkpoint_every`` > 0 also writes ``last.ckpt`` every that many steps (besides each epoch);
     ``layers``, when given, replaces the preset's transformer schedule (e.g. ``["self", "cross",
     "self", "cross"]``); with ``init_weights`` the weights' own schedule applies and ``layers``
@@ -67,6 +70,7 @@ class TrainConfig:
     warmup_steps: int = 200
     grad_clip: float = 1.0
     coarse_negative_weight: float = 1.0
+    unseen_weight: float = 0.0
     fine_weight: float = 1.0
     fine_samples: int = 128
     fine_ce_weight: float = 1.0
@@ -152,6 +156,8 @@ class TrainingPairs(Dataset):
             "image0": torch.from_numpy(pair.image0).float()[None] / 255.0,
             "image1": torch.from_numpy(pair.image1).float()[None] / 255.0,
             "match_j": torch.from_numpy(truth.match_j),
+            "unseen0": torch.from_numpy(truth.unseen0),
+            "unseen1": torch.from_numpy(truth.unseen1),
             "target_xy": torch.from_numpy(np.nan_to_num(truth.target_xy, nan=-1.0)),
             "is_3d": torch.tensor(pair.homography is None),
         }
@@ -329,6 +335,11 @@ class Trainer:
         losses = {"coarse": coarse_focal_loss(outputs["conf_matrix"], match_j,
                                               negative_weight=self.config.coarse_negative_weight)}
         total = losses["coarse"]
+        if self.config.unseen_weight:
+            losses["unseen"] = unseen_mass_loss(outputs["conf_matrix"],
+                                                batch["unseen0"].to(self.device),
+                                                batch["unseen1"].to(self.device))
+            total = total + self.config.unseen_weight * losses["unseen"]
         fine = self.model_config.fine
         if fine is not None and "fine_feat0" in outputs:
             fine_terms = self._fine_losses(outputs, match_j, batch["target_xy"].to(self.device))

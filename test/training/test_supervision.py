@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from loftr_ros.synthetic.homography import homography_pair
+from loftr_ros.synthetic.homography import homography_pair, warp_points
 from loftr_ros.synthetic.scenes3d import render_pair, sample_textures
 from loftr_ros.training.supervision import coarse_truth, field_truth, grid_centres
 from loftr_ros.training.trainer import TrainingPairs, truth_errors
@@ -24,7 +24,29 @@ def test_field_truth_equals_homography_truth(photo_gray: np.ndarray, size, strid
         truth = field_truth(pair, stride)
         assert np.array_equal(truth.match_j, expected.match_j)
         assert np.array_equal(truth.target_xy, expected.target_xy, equal_nan=True)
+        assert np.array_equal(truth.unseen0, expected.unseen0)
+        assert np.array_equal(truth.unseen1, expected.unseen1)
         assert truth.num_positives > 0
+
+
+def test_unseen_cells_of_a_homography_pair_land_outside_the_other_image(photo_gray) -> None:
+    """A cell is unseen exactly where the homography takes its centre out of the other image and
+    it has no match (just outside, it may still round to a border cell and match it)."""
+    width, height, stride = 320, 240, 16
+    centres = grid_centres(width // stride, height // stride, stride)
+    seen_any = unseen_any = 0
+    for seed in range(12):
+        pair = homography_pair(np.random.default_rng(seed), photo_gray, width, height)
+        truth = coarse_truth(pair.homography, width, height, stride)
+        forward = _lands_inside(warp_points(pair.homography, centres), width, height)
+        backward = _lands_inside(warp_points(np.linalg.inv(pair.homography), centres), width,
+                                 height)
+        matched1 = np.isin(np.arange(len(centres)), truth.match_j)
+        assert np.array_equal(truth.unseen0, ~forward & (truth.match_j == -1))
+        assert np.array_equal(truth.unseen1, ~backward & ~matched1)
+        seen_any += int(forward.sum())
+        unseen_any += int(truth.unseen0.sum())
+    assert seen_any > 0 and unseen_any > 0
 
 
 def test_field_truth_on_3d_pairs_is_visible_and_mutual() -> None:
@@ -33,7 +55,7 @@ def test_field_truth_on_3d_pairs_is_visible_and_mutual() -> None:
     stride, width, height = 16, 320, 240
     grid_w = width // stride
     centres = grid_centres(grid_w, height // stride, stride).astype(int)
-    positives = 0
+    positives = occluded_seen = 0
     for _ in range(6):
         pair = render_pair(rng, textures, width, height)
         truth = field_truth(pair, stride)
@@ -51,7 +73,15 @@ def test_field_truth_on_3d_pairs_is_visible_and_mutual() -> None:
         occluded = hidden & _lands_inside(pair.field0to1[centres[:, 1], centres[:, 0]], width,
                                           height)
         assert np.all(truth.match_j[occluded] == -1)
+        # unseen: no match, and hidden, outside the other image or no surface
+        matched1 = np.isin(np.arange(len(centres)), truth.match_j)
+        assert np.array_equal(truth.unseen0, hidden & (truth.match_j == -1))
+        assert np.array_equal(truth.unseen1,
+                              ~pair.valid1[centres[:, 1], centres[:, 0]] & ~matched1)
+        assert np.all(truth.unseen0[occluded])
+        occluded_seen += int(occluded.sum())
     assert positives > 6 * 20
+    assert occluded_seen > 0          # some cells are hidden inside the other view, not only cut
 
 
 def _lands_inside(points: np.ndarray, width: int, height: int) -> np.ndarray:

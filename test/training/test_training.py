@@ -20,6 +20,7 @@ from loftr_ros.training.losses import (
     coarse_focal_loss,
     fine_expectation,
     fine_loss,
+    unseen_mass_loss,
     window_offsets,
 )
 from loftr_ros.training.supervision import coarse_truth
@@ -258,3 +259,52 @@ def test_coarse_negative_weight_scales_the_negative_term(tiny_data: str, tmp_pat
     negative = coarse[1.0] - coarse[0.0]
     assert negative > 0
     assert coarse[1000.0] - coarse[0.0] == pytest.approx(1000.0 * negative, rel=1e-3)
+
+
+def test_unseen_mass_loss_is_the_mean_of_minus_log_one_minus_mass() -> None:
+    """Rows of unseen image-0 cells and columns of unseen image-1 cells, each -log(1 - mass);
+    zero when no cell is unseen; its gradient lowers those masses."""
+    conf = torch.tensor([[[0.5, 0.1, 0.0], [0.0, 0.2, 0.0], [0.1, 0.0, 0.6]]], requires_grad=True)
+    unseen0 = torch.tensor([[True, False, False]])
+    unseen1 = torch.tensor([[False, False, True]])
+    loss = unseen_mass_loss(conf, unseen0, unseen1)
+    # row 0 mass 0.6, column 2 mass 0.6
+    assert float(loss) == pytest.approx(-np.log(0.4), rel=1e-6)
+    loss.backward()
+    assert conf.grad is not None
+    assert torch.all(conf.grad[0, 0] > 0) and torch.all(conf.grad[0, :, 2] > 0)
+    assert float(conf.grad[0, 1, 1]) == 0.0           # a cell pair of two seen cells
+    none = torch.zeros_like(unseen0)
+    assert float(unseen_mass_loss(conf.detach(), none, torch.zeros_like(unseen1))) == 0.0
+    full = unseen_mass_loss(torch.tensor([[[1.0]]]), torch.tensor([[True]]), torch.tensor([[True]]))
+    assert torch.isfinite(full)                       # a mass of 1 is clamped, not infinite
+
+
+def test_unseen_weight_adds_the_unseen_term(tiny_data: str, tmp_path) -> None:
+    """``unseen_weight`` (``loftr-train --unseen-weight``) adds that multiple of the unseen-cell
+    term to the total; at 0 the term is not computed."""
+    from torch.utils.data import default_collate
+
+    from loftr_ros.cli import train as train_cli
+
+    torch.manual_seed(0)
+    trainers = {weight: Trainer(_tiny_config(tiny_data, str(tmp_path / str(weight)),
+                                             scene_mix=0.5, unseen_weight=weight))
+                for weight in (0.0, 2.0)}
+    batch = default_collate([trainers[0.0].dataset[index] for index in range(2)])
+    assert bool(batch["unseen0"].any()) and bool(batch["unseen1"].any())
+    state = trainers[0.0].module.state_dict()
+    losses = {}
+    for weight, trainer in trainers.items():
+        trainer.module.load_state_dict(state)
+        with torch.no_grad():
+            losses[weight] = {k: float(v) for k, v in trainer.compute_losses(batch).items()}
+    assert "unseen" not in losses[0.0]
+    assert losses[2.0]["unseen"] > 0
+    assert losses[2.0]["total"] - losses[0.0]["total"] == pytest.approx(
+        2.0 * losses[2.0]["unseen"], rel=1e-4)
+
+    parser = train_cli.build_parser()
+    arguments = ["--data", tiny_data, "--out", str(tmp_path / "cli")]
+    assert parser.parse_args(arguments).unseen_weight == 0.0
+    assert parser.parse_args(arguments + ["--unseen-weight", "3"]).unseen_weight == 3.0
