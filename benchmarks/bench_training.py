@@ -1,18 +1,20 @@
-"""Time the two-stage training recipe of docs/training.md on this machine and project its total,
+"""Time the three-stage training recipe of docs/training.md on this machine and project its total,
 without running it (numbers, no asserts)::
 
     python benchmarks/bench_training.py                     # CPU, or CUDA where torch sees it
     python benchmarks/bench_training.py --device cpu --threads 2 --loader-workers 4
 
-Per stage (320x240 then 640x480, the batch sizes, epochs and pairs of the commands in
-docs/training.md), it measures on ``--data``:
+Per stage (the sizes, transformer layers, batch sizes, epochs, pairs, 3D-scene share and camera
+motion, and validation pairs of the ``loftr-train`` commands in docs/training.md), it measures on
+``--data``:
 
-- the making of one training pair (random view, homography, photometric changes, ground truth:
-  ``HomographyPairs[i]``, CPU work whatever the device);
+- the making of one training pair (random view, homography or rendered 3D room, photometric
+  changes, ground truth: ``trainer.dataset[i]``, CPU work whatever the device; the mean, as a
+  stage that mixes planar and 3D pairs pays for both kinds);
 - one optimiser step (forward, losses, backward, clip, AdamW) on ``--device``, on a batch made
   beforehand, so that it times the device alone;
-- one validation (``Trainer.validate``: 16 pairs, run after each epoch; the model is untrained
-  here, so the matching share of it may differ a little from a real run's).
+- one validation (``Trainer.validate``: the stage's validation pairs, run after each epoch; the
+  model is untrained here, so the matching share of it may differ a little from a real run's).
 
 and projects the stage: ``steps x (batch x pair + step) + epochs x validation`` with the pairs made
 in the training process (``--workers 0``, as the recipe's commands), and ``steps x max(step, batch x
@@ -30,7 +32,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 # Run as a script from a checkout: make the repository's package importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -48,20 +50,32 @@ class Stage:
     batch_size: int
     epochs: int
     pairs_per_epoch: int
+    layers: Optional[Tuple[str, ...]] = None   # None: the lite preset's (self, cross, cross)
+    scene_mix: float = 0.0
+    scene_baseline: Optional[Tuple[float, float]] = None   # None: the rooms' own ranges
+    scene_max_rotation_deg: Optional[float] = None
+    val_pairs: int = 16
 
     @property
     def steps(self) -> int:
         return self.epochs * (self.pairs_per_epoch // self.batch_size)
 
 
-#: the training commands of docs/training.md ("The bundled model's recipe")
-RECIPE = (Stage("stage 1", 320, 240, batch_size=4, epochs=3, pairs_per_epoch=1600),
-          Stage("stage 2", 640, 480, batch_size=2, epochs=7, pairs_per_epoch=800))
+TWO_PAIRS = ("self", "cross", "self", "cross")
+#: the training commands of docs/training.md ("The bundled model's recipe"); stage 3 starts from
+#: stage 2's layers 0, 1 and 3, which the lite preset's schedule is
+RECIPE = (Stage("stage 1", 320, 240, batch_size=4, epochs=3, pairs_per_epoch=1600,
+                layers=TWO_PAIRS),
+          Stage("stage 2", 640, 480, batch_size=2, epochs=7, pairs_per_epoch=800,
+                layers=TWO_PAIRS),
+          Stage("stage 3", 640, 480, batch_size=2, epochs=24, pairs_per_epoch=200,
+                scene_mix=0.5, scene_baseline=(0.05, 1.0), scene_max_rotation_deg=60.0,
+                val_pairs=8))
 
 
 @dataclass
 class StageTiming:
-    """Measured medians (ms) of one stage and its projected minutes."""
+    """Measured times (ms) of one stage and its projected minutes."""
 
     stage: Stage
     pair_ms: float
@@ -81,9 +95,9 @@ class StageTiming:
         return (self.stage.steps * per_step + self.stage.epochs * self.validation_ms) / 60e3
 
 
-def median_ms(call: Callable[[], object], repeats: int, synchronize: Callable[[], None]
-              ) -> float:
-    """Median wall time of ``call()`` in milliseconds over ``repeats`` runs."""
+def wall_times_ms(call: Callable[[], object], repeats: int, synchronize: Callable[[], None]
+                  ) -> List[float]:
+    """Wall times of ``repeats`` runs of ``call()`` in milliseconds."""
     times: List[float] = []
     for _ in range(repeats):
         synchronize()
@@ -91,7 +105,7 @@ def median_ms(call: Callable[[], object], repeats: int, synchronize: Callable[[]
         call()
         synchronize()
         times.append((time.perf_counter() - started) * 1e3)
-    return statistics.median(times)
+    return times
 
 
 def time_stage(stage: Stage, data: Sequence[str], device: str, steps: int, pairs: int,
@@ -104,7 +118,11 @@ def time_stage(stage: Stage, data: Sequence[str], device: str, steps: int, pairs
 
     config = TrainConfig(data_dirs=list(data), out_dir=out_dir, width=stage.width,
                          height=stage.height, batch_size=stage.batch_size, epochs=stage.epochs,
-                         pairs_per_epoch=stage.pairs_per_epoch, device=device, seed=0)
+                         pairs_per_epoch=stage.pairs_per_epoch, device=device, seed=0,
+                         layers=list(stage.layers) if stage.layers else None,
+                         scene_mix=stage.scene_mix, scene_baseline=stage.scene_baseline,
+                         scene_max_rotation_deg=stage.scene_max_rotation_deg,
+                         val_pairs=stage.val_pairs)
     trainer = Trainer(config)
     on_cuda = trainer.device.type == "cuda"
 
@@ -113,11 +131,13 @@ def time_stage(stage: Stage, data: Sequence[str], device: str, steps: int, pairs
             torch.cuda.synchronize(trainer.device)
 
     index = itertools.count()
-    pair_ms = median_ms(lambda: trainer.dataset[next(index)], pairs, lambda: None)
+    pair_ms = statistics.mean(wall_times_ms(lambda: trainer.dataset[next(index)], pairs,
+                                            lambda: None))
     batch = default_collate([trainer.dataset[i] for i in range(stage.batch_size)])
     trainer.train_step(batch)   # warm-up: allocations, kernel selection
-    step_ms = median_ms(lambda: trainer.train_step(batch), steps, synchronize)
-    validation_ms = median_ms(trainer.validate, 1, synchronize)
+    step_ms = statistics.median(wall_times_ms(lambda: trainer.train_step(batch), steps,
+                                              synchronize))
+    validation_ms = wall_times_ms(trainer.validate, 1, synchronize)[0]
     return StageTiming(stage, pair_ms, step_ms, validation_ms, workers)
 
 
@@ -176,8 +196,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
              else f"{torch.get_num_threads()} torch threads, {cpu_name()}")
     print(f"\nThe training recipe (docs/training.md) on {device} ({where}; "
           f"{os.cpu_count()} cores, load average {load_before[0]:.1f} before, "
-          f"{load_after[0]:.1f} after), medians of "
-          f"{args.pairs} pairs and {args.steps} steps per stage:\n")
+          f"{load_after[0]:.1f} after), per stage the mean of {args.pairs} pairs and the "
+          f"median of {args.steps} steps:\n")
     print(markdown(timings))
     return 0
 
