@@ -130,7 +130,8 @@ def time_stage(stage: Stage, data: Sequence[str], device: str, steps: int, pairs
         if on_cuda:
             torch.cuda.synchronize(trainer.device)
 
-    index = itertools.count()
+    trainer.dataset[0]          # warm-up: the first pair fills caches (texture pyramids)
+    index = itertools.count(1)
     pair_ms = statistics.mean(wall_times_ms(lambda: trainer.dataset[next(index)], pairs,
                                             lambda: None))
     batch = default_collate([trainer.dataset[i] for i in range(stage.batch_size)])
