@@ -130,7 +130,7 @@ def time_stage(stage: Stage, data: Sequence[str], device: str, steps: int, pairs
         if on_cuda:
             torch.cuda.synchronize(trainer.device)
 
-    trainer.dataset[0]          # warm-up: the first pair fills caches (texture pyramids)
+    trainer.dataset[0]          # warm-up, as for the optimiser step below
     index = itertools.count(1)
     pair_ms = statistics.mean(wall_times_ms(lambda: trainer.dataset[next(index)], pairs,
                                             lambda: None))
