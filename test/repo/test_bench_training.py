@@ -4,10 +4,10 @@ from __future__ import annotations
 import importlib.util
 import shlex
 import sys
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Tuple
 
 from conftest import REPO_ROOT
 
@@ -17,26 +17,11 @@ from loftr_ros.model.presets import PRESETS
 REPO = Path(REPO_ROOT)
 
 
-@dataclass(frozen=True)
-class DocumentedStage:
-    """What one ``loftr-train`` command of the recipe trains."""
-
-    width: int
-    height: int
-    batch_size: int
-    epochs: int
-    pairs_per_epoch: int
-    layers: Tuple[str, ...]
-    scene_mix: float
-    scene_baseline: Optional[Tuple[float, float]]
-    scene_max_rotation_deg: Optional[float]
-    val_pairs: int
-
-
-def recipe_stages() -> List[DocumentedStage]:
-    """The recipe block's ``loftr-train`` commands (parsed by loftr-train's own parser), each
-    with the transformer schedule it trains: ``--layers``, else that of the ``--init-weights`` it
-    starts from (a stage's ``<out>/model.pt`` or a ``layer_subset`` of one), else its preset's."""
+def recipe_stages(bench: ModuleType) -> list:
+    """The recipe block's ``loftr-train`` commands (parsed by loftr-train's own parser) as the
+    bench's ``Stage``, each with the transformer schedule it trains: ``--layers``, else that of
+    the ``--init-weights`` it starts from (a stage's ``<out>/model.pt`` or a ``layer_subset`` of
+    one), else its preset's."""
     text = (REPO / "docs" / "training.md").read_text()
     blocks = [part.split("```", 1)[0] for part in text.split("```bash")[1:]]
     block = next(block for block in blocks if "stage 1" in block)
@@ -56,10 +41,11 @@ def recipe_stages() -> List[DocumentedStage]:
             else:
                 layers = tuple(PRESETS[args.preset].layer_names)
             schedules[f"{args.out}/model.pt"] = layers
-            stages.append(DocumentedStage(args.width, args.height, args.batch_size, args.epochs,
-                                          args.pairs_per_epoch, layers, args.scene_mix,
-                                          args.scene_baseline, args.scene_max_rotation,
-                                          args.val_pairs))
+            stages.append(bench.Stage(
+                f"stage {len(stages) + 1}", args.width, args.height, args.batch_size,
+                args.epochs, args.pairs_per_epoch, layers=layers, scene_mix=args.scene_mix,
+                scene_baseline=args.scene_baseline,
+                scene_max_rotation_deg=args.scene_max_rotation, val_pairs=args.val_pairs))
     return stages
 
 
@@ -75,12 +61,8 @@ def load_bench(monkeypatch) -> ModuleType:
 
 def test_bench_training_times_the_documented_recipe(monkeypatch):
     bench = load_bench(monkeypatch)
-    documented = recipe_stages()
+    documented = recipe_stages(bench)
     assert len(documented) == len(bench.RECIPE) == 3
+    lite = tuple(PRESETS["lite"].layer_names)
     for stage, expected in zip(bench.RECIPE, documented):
-        timed_layers = stage.layers or tuple(PRESETS["lite"].layer_names)
-        timed = DocumentedStage(stage.width, stage.height, stage.batch_size, stage.epochs,
-                                stage.pairs_per_epoch, timed_layers, stage.scene_mix,
-                                stage.scene_baseline, stage.scene_max_rotation_deg,
-                                stage.val_pairs)
-        assert timed == expected, stage.name
+        assert replace(stage, layers=stage.layers or lite) == expected, stage.name
