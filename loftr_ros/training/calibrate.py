@@ -30,6 +30,9 @@ the order of :func:`candidate_grid` (threshold ascending, then ``min_peak_mass``
 repeated per candidate. Never calibrate on held-out images.
 
     python -m loftr_ros.training.calibrate runs/lite/model.pt --data data/train --out lite.pt
+
+``--input-size`` and ``--refinement fine`` calibrate for another deployment, e.g. the Jetson
+profile (``config/jetson.yaml``: 320x240, ``fine``); the written file then has that input size.
 """
 from __future__ import annotations
 
@@ -46,6 +49,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import numpy as np
 import torch
 
+from loftr_ros.cli import size_argument
 from loftr_ros.evaluation import pose_metrics
 from loftr_ros.evaluation.datasets import SyntheticPairs
 from loftr_ros.evaluation.metrics import auc, corner_error, estimated_homography, precision
@@ -277,6 +281,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="planar validation pairs per photo (3)")
     parser.add_argument("--scene-pairs", type=int, default=SCENE_PAIRS,
                         help=f"3D-scene validation pairs ({SCENE_PAIRS})")
+    parser.add_argument("--input-size", metavar="WxH", type=size_argument,
+                        help="calibrate at this model input size (default: the weights' own)")
     parser.add_argument("--refinement", choices=REFINEMENTS, default="photometric",
                         help="refinement the settings are chosen for (the matcher's default)")
     parser.add_argument("--top", type=int, default=15, help="table rows to print (15)")
@@ -286,7 +292,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, report = load_model(args.weights)
+    try:
+        model, report = load_model(args.weights, input_size=args.input_size)
+    except ValueError as error:   # e.g. an input size the network cannot take
+        parser.error(str(error))
     started = time.perf_counter()
     choice, rows = calibrate(model, args.data, args.pairs_per_image, args.scene_pairs,
                              refinement=args.refinement, workers=args.workers)
@@ -299,6 +308,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "keep_sharpest": choice.keep_sharpest, "data": args.data, "rows": rows,
         "seed": CALIBRATION_SEED, "refinement": args.refinement,
         "pairs_per_image": args.pairs_per_image, "scene_pairs": args.scene_pairs,
+        "input_size": list(model.config.input_size),
         "planar_tolerance": PLANAR_TOLERANCE}
     save_model(model, args.out, metadata)
     print(f"chose match_threshold = {choice.threshold:g}, min_peak_mass = "

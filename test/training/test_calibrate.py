@@ -144,6 +144,20 @@ def test_calibration_scores_planar_and_3d_pairs_and_saves_the_choice(tmp_path, p
     assert len(stored["rows"]) == len(candidate_grid(small_model.config))
 
 
+def test_calibration_at_another_input_size(tmp_path, photo_folder, small_model) -> None:
+    """--input-size calibrates at that size (the pairs and the network) and writes it."""
+    weights, out = str(tmp_path / "in.pt"), str(tmp_path / "out.pt")
+    save_model(small_model, weights)   # 160x128
+    assert main([weights, "--data", str(photo_folder), "--out", out, "--pairs-per-image", "1",
+                 "--scene-pairs", "1", "--input-size", "128x96", "--refinement", "fine"]) == 0
+    calibrated, report = load_model(out)
+    assert calibrated.config.input_size == (128, 96)
+    assert report.metadata["calibration"]["input_size"] == [128, 96]
+    assert report.metadata["calibration"]["refinement"] == "fine"
+    with pytest.raises(SystemExit):   # not a multiple of the coarse stride: refused
+        main([weights, "--data", str(photo_folder), "--out", out, "--input-size", "100x90"])
+
+
 def test_calibrated_config_writes_all_three_settings() -> None:
     config = calibrated_config(get_preset("lite"), Candidate(0.2, 0.5, 16))
     assert (config.match_threshold, config.fine.min_peak_mass, config.fine.keep_sharpest) == (
