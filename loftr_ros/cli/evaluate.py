@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preset", default=None, help="preset of the 'model' method, if needed")
     parser.add_argument("--refinement", default="auto", choices=REFINEMENTS,
                         help="sub-cell refinement of the 'model' method (auto)")
+    parser.add_argument("--verify-alignment", action="store_true",
+                        help="the 'model' methods drop the matches whose patches the photometric "
+                             "refinement cannot align (Matcher option verify_alignment)")
     parser.add_argument("--threads", type=int, default=2,
                         help="CPU threads for onnxruntime/torch and OpenCV, for a fair race (2)")
     parser.add_argument("--max-pairs", type=int, default=None,
@@ -173,7 +176,8 @@ def _methods(args: argparse.Namespace) -> List[runner.Method]:
     for name in names:
         try:
             methods.append(runner.build_method(name, args.backend, args.weights, args.preset,
-                                               args.threads, args.refinement))
+                                               args.threads, args.refinement,
+                                               args.verify_alignment))
         except runner.MethodUnavailable as error:
             print(f"loftr-eval: skipping method '{name}': {error}", file=sys.stderr)
     if "torch" in sys.modules and args.threads:

@@ -105,10 +105,11 @@ def _create_matcher(threads: Optional[int], **kwargs: Any):
 
 def build_method(name: str, backend: str = "onnxruntime", weights: Optional[str] = None,
                  preset: Optional[str] = None, threads: Optional[int] = 2,
-                 refinement: str = "auto") -> Method:
+                 refinement: str = "auto", verify_alignment: bool = False) -> Method:
     """Make the method called ``name`` (one of :data:`METHOD_NAMES`).
 
-    ``backend``/``weights``/``preset``/``refinement`` configure ``model`` only; ``threads`` is the
+    ``backend``/``weights``/``preset``/``refinement``/``verify_alignment`` configure ``model``
+    and ``model-cached`` only; ``threads`` is the
     CPU thread count given to the learned matchers (onnxruntime intra-op / torch threads). Raises
     MethodUnavailable with the reason when the method cannot run here.
     """
@@ -116,17 +117,15 @@ def build_method(name: str, backend: str = "onnxruntime", weights: Optional[str]
         baseline = baselines.BASELINES[name]()
         return Method(name, baseline.match, f"OpenCV {name.upper()}, ratio {baselines.RATIO}, "
                                             "mutual NN")
-    if name == "model":
+    if name in ("model", "model-cached"):
         matcher = _create_matcher(threads, backend=backend, weights=weights, preset=preset,
-                                  refinement=refinement)
-        label = weights or "bundled default"
-        return Method(name, matcher.match, f"{backend}, {label}, refinement {refinement}")
-    if name == "model-cached":
-        matcher = _create_matcher(threads, backend=backend, weights=weights, preset=preset,
-                                  refinement=refinement)
-        label = weights or "bundled default"
+                                  refinement=refinement, verify_alignment=verify_alignment)
+        label = f"{backend}, {weights or 'bundled default'}, refinement {refinement}" + (
+            ", verify_alignment" if verify_alignment else "")
+        if name == "model":
+            return Method(name, matcher.match, label)
         return Method(name, lambda image0, image1: matcher.match(matcher.encode(image0), image1),
-                      f"{backend}, {label}, refinement {refinement}, image 0 encoded first")
+                      f"{label}, image 0 encoded first")
     if name == "seed":
         path = seed_weights_file(SEED_ONNX)
         matcher = _create_matcher(threads, backend="onnxruntime", weights=str(path),

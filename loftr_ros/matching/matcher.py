@@ -62,16 +62,16 @@ class Matches:
 class Matcher:
     """Thread-safe matcher around one inference runtime. Create with :meth:`create`.
 
-    ``threshold``, ``max_matches``, ``border_margin``, ``refinement``, ``min_peak_mass`` and
-    ``keep_sharpest`` may be changed at any time (the ROS node does so from its parameter
-    callback); a change applies to the next ``match``.
+    ``threshold``, ``max_matches``, ``border_margin``, ``refinement``, ``min_peak_mass``,
+    ``keep_sharpest`` and ``verify_alignment`` may be changed at any time (the ROS node does so
+    from its parameter callback); a change applies to the next ``match``.
     """
 
     def __init__(self, runtime: InferenceRuntime, threshold: Optional[float] = None,
                  max_matches: int = 0, border_margin: Optional[int] = None,
                  refinement: str = "auto", policy: str = "resize",
                  min_peak_mass: Optional[float] = None,
-                 keep_sharpest: Optional[int] = None) -> None:
+                 keep_sharpest: Optional[int] = None, verify_alignment: bool = False) -> None:
         self.runtime = runtime
         config = runtime.config
         self.options = MatchingOptions(
@@ -79,7 +79,8 @@ class Matcher:
             border_margin=config.border_margin if border_margin is None else int(border_margin),
             max_matches=int(max_matches), refinement=refinement,
             min_peak_mass=None if min_peak_mass is None else float(min_peak_mass),
-            keep_sharpest=None if keep_sharpest is None else int(keep_sharpest))
+            keep_sharpest=None if keep_sharpest is None else int(keep_sharpest),
+            verify_alignment=bool(verify_alignment))
         self.policy = policy
         self._lock = threading.Lock()
 
@@ -89,14 +90,15 @@ class Matcher:
                threshold: Optional[float] = None, max_matches: int = 0,
                border_margin: Optional[int] = None, refinement: str = "auto",
                policy: str = "resize", min_peak_mass: Optional[float] = None,
-               keep_sharpest: Optional[int] = None,
+               keep_sharpest: Optional[int] = None, verify_alignment: bool = False,
                **backend_options: object) -> "Matcher":
         """Build a matcher; see :func:`loftr_ros.runtime.create_runtime` for backend options."""
         runtime = create_runtime(backend=backend, weights=weights, preset=preset,
                                  input_size=input_size, **backend_options)  # type: ignore[arg-type]
         return cls(runtime, threshold=threshold, max_matches=max_matches,
                    border_margin=border_margin, refinement=refinement, policy=policy,
-                   min_peak_mass=min_peak_mass, keep_sharpest=keep_sharpest)
+                   min_peak_mass=min_peak_mass, keep_sharpest=keep_sharpest,
+                   verify_alignment=verify_alignment)
 
     # ---------------------------------------------------------------- live-tunable settings
     @property
@@ -163,6 +165,16 @@ class Matcher:
     @keep_sharpest.setter
     def keep_sharpest(self, value: int) -> None:
         self._set_options(keep_sharpest=int(value))
+
+    @property
+    def verify_alignment(self) -> bool:
+        """Drop the matches whose image patches the photometric refinement could not align
+        (:class:`~loftr_ros.matching.postprocess.MatchingOptions`); off by default."""
+        return self.options.verify_alignment
+
+    @verify_alignment.setter
+    def verify_alignment(self, value: bool) -> None:
+        self._set_options(verify_alignment=bool(value))
 
     def _set_options(self, **changes: object) -> None:
         new_options = dataclasses.replace(self.options, **changes)  # validates (ValueError)

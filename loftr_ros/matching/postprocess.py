@@ -49,6 +49,11 @@ class MatchingOptions:
             while more exist: below it, the sharpest (highest peak mass) are kept, so a
             low-texture pair still gets some; None = the model's calibrated
             ``fine.keep_sharpest``, 0 = the limit alone decides.
+        verify_alignment: with the photometric refinement, also drop the matches whose image
+            patches it could not align (no contrast, a correlation under 0.3 or not improved, a
+            move over 6 px): most of them are wrong. Never leaves fewer than ``keep_sharpest``
+            matches while more exist (the sharpest are kept). Fewer, surer matches; off by
+            default ([model_card.md](docs/model_card.md) has the measured trade-off).
     """
 
     threshold: float = 0.2
@@ -57,6 +62,7 @@ class MatchingOptions:
     refinement: str = "auto"
     min_peak_mass: Optional[float] = None
     keep_sharpest: Optional[int] = None
+    verify_alignment: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
@@ -248,6 +254,14 @@ def refine_with_fine_features(fine0: np.ndarray, fine1: np.ndarray, indices0: np
     return refined.astype(np.float32), mass.astype(np.float32)
 
 
+def _with_floor(keep: np.ndarray, sharpness: np.ndarray, floor: int) -> np.ndarray:
+    """``keep`` (bool [N]) plus, while it keeps fewer than ``floor``, the ``floor`` sharpest."""
+    if np.count_nonzero(keep) < floor:
+        keep = keep.copy()
+        keep[np.argsort(-sharpness, kind="stable")[:floor]] = True
+    return keep
+
+
 def match_confidence(conf: np.ndarray, config: ModelConfig, options: MatchingOptions,
                      fine_feat0: Optional[np.ndarray] = None,
                      fine_feat1: Optional[np.ndarray] = None,
@@ -279,6 +293,10 @@ def match_confidence(conf: np.ndarray, config: ModelConfig, options: MatchingOpt
     keypoints0 = cell_to_pixel(indices0, grid_w, stride)
     selected = time.perf_counter()
     refinement = options.refinement
+    sharpness = scores   # what the floors rank by: the peak mass with the fine stage
+    floor = options.keep_sharpest
+    if floor is None:
+        floor = config.fine.keep_sharpest if config.fine is not None else 0
     if refinement == "auto":
         refinement = "photometric" if images is not None else "model"
     photometric = refinement == "photometric"
@@ -294,22 +312,24 @@ def match_confidence(conf: np.ndarray, config: ModelConfig, options: MatchingOpt
                                                           indices1, grid_w, config)
         limit = (config.fine.min_peak_mass if options.min_peak_mass is None
                  else options.min_peak_mass)
-        floor = (config.fine.keep_sharpest if options.keep_sharpest is None
-                 else options.keep_sharpest)
+        sharpness = peak_mass
         if limit > 0:
-            sharp = peak_mass >= limit
-            if np.count_nonzero(sharp) < floor:
-                sharp[np.argsort(-peak_mass, kind="stable")[:floor]] = True
+            sharp = _with_floor(peak_mass >= limit, sharpness, floor)
             indices0, indices1, keypoints0 = indices0[sharp], indices1[sharp], keypoints0[sharp]
             keypoints1, scores = keypoints1[sharp], scores[sharp]
+            sharpness = sharpness[sharp]
     elif refinement == "expectation":
         keypoints1 = refine_by_expectation(conf, indices0, indices1, grid_w, grid_h, stride)
     else:
         keypoints1 = cell_to_pixel(indices1, grid_w, stride)
     if photometric:
-        keypoints1, _ = refine_photometric(images[0], images[1], keypoints0,
-                                           keypoints1.reshape(-1, 2))
+        keypoints1, aligned = refine_photometric(images[0], images[1], keypoints0,
+                                                 keypoints1.reshape(-1, 2))
         refinement += "+photometric"
+        if options.verify_alignment:
+            keep = _with_floor(aligned, sharpness, floor)
+            indices0, indices1, keypoints0 = indices0[keep], indices1[keep], keypoints0[keep]
+            keypoints1, scores = keypoints1[keep], scores[keep]
     if timings is not None:
         timings["mutual_nearest"] = (selected - started) * 1e3
         timings["refinement"] = (time.perf_counter() - selected) * 1e3

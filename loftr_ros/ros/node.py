@@ -73,7 +73,7 @@ _ROS_TYPES = {api.STRING: ParameterType.PARAMETER_STRING, api.BOOL: ParameterTyp
 _LOG_THROTTLE_S = 5.0
 #: live parameters that are settings of the Matcher (same names)
 _MATCHER_PARAMETERS = ("threshold", "max_matches", "border_margin", "min_peak_mass",
-                       "keep_sharpest")
+                       "keep_sharpest", "verify_alignment")
 
 
 class RosLogForwarder(logging.Handler):

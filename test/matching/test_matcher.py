@@ -189,6 +189,15 @@ def test_bundled_default_model_is_precise_under_camera_motion() -> None:
     assert len(matcher.match(images[0], images[3])) < 10
     with pytest.raises(ValueError, match="keep_sharpest"):
         matcher.keep_sharpest = -1
+    # verify_alignment (off by default): also drops the matches the photometric step cannot align
+    matcher.min_peak_mass = 0.0
+    every = matcher.match(images[0], images[3])
+    assert matcher.verify_alignment is False
+    matcher.verify_alignment = True
+    verified = matcher.match(images[0], images[3])
+    assert 0 < len(verified) < len(every)
+    kept = {tuple(point) for point in every.keypoints0.tolist()}
+    assert all(tuple(point) in kept for point in verified.keypoints0.tolist())
 
 
 def test_bundled_default_model_beats_the_seed_on_a_hard_pair(photo_pair: tuple,

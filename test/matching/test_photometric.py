@@ -302,3 +302,48 @@ def test_photometric_option_needs_the_images_and_refines_with_them() -> None:
     np.testing.assert_array_equal(with_images.keypoints1, result.keypoints1)
     without = match_confidence(conf, config, auto, input_size=(width, height))
     assert without.refinement == "expectation"
+
+
+def test_verify_alignment_drops_the_matches_whose_patches_do_not_align() -> None:
+    """An image and its shifted copy, except that the right half of the copy is blank: the
+    matches there cannot be aligned. ``verify_alignment`` drops them (and keeps the others away
+    from the border, where patches fit), but never leaves fewer than ``keep_sharpest`` while more
+    exist."""
+    config = get_preset("seed")    # no fine stage: expectation, then photometric
+    width, height = 320, 240
+    grid_w, grid_h = width // 16, height // 16
+    conf = np.zeros((grid_w * grid_h, grid_w * grid_h), np.float32)
+    for row in range(grid_h):
+        for col in range(grid_w - 1):
+            conf[row * grid_w + col, row * grid_w + col + 1] = 0.9
+    image0 = _texture()
+    true_shift = np.array([16.0 + 1.4, 0.6])
+    image1 = _warp(image0, np.array([[1, 0, true_shift[0]], [0, 1, true_shift[1]]]))
+    image1[:, width // 2:] = 0.5
+    options = MatchingOptions(threshold=0.5, border_margin=1, refinement="photometric",
+                              keep_sharpest=0)
+    size = (width, height)
+    every = match_confidence(conf, config, options, input_size=size, images=(image0, image1))
+    verified = match_confidence(conf, config, dataclasses.replace(options, verify_alignment=True),
+                                input_size=size, images=(image0, image1))
+    # patches wholly in the copied half, off the border (the step needs room for its patches)
+    copied = ((every.keypoints1[:, 0] < width // 2 - 8) & (every.keypoints0 >= 32).all(1)
+              & (every.keypoints0[:, 1] <= height - 32))
+    blank = every.keypoints1[:, 0] > width // 2 + 8
+    kept = {tuple(point) for point in verified.keypoints0.tolist()}
+    kept_copied = [tuple(point) in kept for point in every.keypoints0[copied].tolist()]
+    kept_blank = [tuple(point) in kept for point in every.keypoints0[blank].tolist()]
+    assert len(kept_copied) > 40 and len(kept_blank) > 40
+    assert all(kept_copied) and not any(kept_blank)
+    errors = np.linalg.norm(verified.keypoints1 - verified.keypoints0 - true_shift, axis=1)
+    assert np.percentile(errors, 90) < 0.5
+    # the floor: at least keep_sharpest matches (the most confident first) while more exist
+    floor = len(every.scores) - 5
+    floored = match_confidence(
+        conf, config, dataclasses.replace(options, verify_alignment=True, keep_sharpest=floor),
+        input_size=size, images=(image0, image1))
+    assert len(verified.scores) < floor <= len(floored.scores) < len(every.scores)
+    # without the photometric step there is nothing to verify: the option changes nothing
+    fine_only = dataclasses.replace(options, refinement="expectation", verify_alignment=True)
+    assert len(match_confidence(conf, config, fine_only, input_size=size).scores) == len(
+        every.scores)

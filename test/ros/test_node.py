@@ -260,8 +260,13 @@ def test_dynamic_parameters_apply_live(client, node, frames):
     assert set_parameters(client, min_peak_mass=1.0, keep_sharpest=7) == [True, True]
     floor = matches_from_msg(send_and_wait(client, node, frame_msg(images[4], 204)))
     assert len(floor.scores) == 7, "a limit nothing passes leaves the 7 sharpest"
-    assert set_parameters(client, min_peak_mass=default_mass,
-                          keep_sharpest=default_floor) == [True, True]
+    assert set_parameters(client, min_peak_mass=0.0, keep_sharpest=0) == [True, True]
+    assert get_parameters(client, "verify_alignment") == [False]
+    assert set_parameters(client, verify_alignment=True) == [True]
+    verified = matches_from_msg(send_and_wait(client, node, frame_msg(images[4], 205)))
+    assert 0 < len(verified.scores) < len(every.scores), "unaligned matches dropped"
+    assert set_parameters(client, min_peak_mass=default_mass, keep_sharpest=default_floor,
+                          verify_alignment=False) == [True, True, True]
 
 
 def bad_inputs():
