@@ -53,7 +53,7 @@ class MatchingOptions:
             patches it could not align (no contrast, a correlation under 0.3 or not improved, a
             move over 6 px): most of them are wrong. Never leaves fewer than ``keep_sharpest``
             matches while more exist (the sharpest are kept). Fewer, surer matches; off by
-            default ([model_card.md](docs/model_card.md) has the measured trade-off).
+            default (docs/model.md has the measured trade-off).
     """
 
     threshold: float = 0.2
