@@ -51,9 +51,9 @@ class MatchingOptions:
             ``fine.keep_sharpest``, 0 = the limit alone decides.
         verify_alignment: with the photometric refinement, also drop the matches whose image
             patches it could not align (no contrast, a correlation under 0.3 or not improved, a
-            move over 6 px): most of them are wrong. Never leaves fewer than ``keep_sharpest``
-            matches while more exist (the sharpest are kept). Fewer, surer matches; off by
-            default (docs/model.md has the measured trade-off).
+            move over 6 px). Never leaves fewer than ``keep_sharpest`` matches while more exist
+            (the sharpest are kept). Fewer, surer matches; off by default (docs/model.md has
+            the measured trade-off).
     """
 
     threshold: float = 0.2

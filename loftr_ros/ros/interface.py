@@ -273,8 +273,8 @@ PARAMETERS: Tuple[ParameterSpec, ...] = (
                   range=(0, 100000, 0), read_only=False, dynamic=True),
     ParameterSpec("verify_alignment", BOOL, False,
                   "photometric refinement: also drop the matches whose image patches it could "
-                  "not align (most are wrong; never fewer than keep_sharpest while more exist): "
-                  "fewer, surer matches",
+                  "not align (never fewer than keep_sharpest while more exist): fewer, surer "
+                  "matches",
                   read_only=False, dynamic=True),
     ParameterSpec("border_margin", INTEGER, FROM_MODEL,
                   "ignore matches within this many coarse cells of the image border",
