@@ -155,9 +155,9 @@ class Matcher:
 
     @property
     def keep_sharpest(self) -> int:
-        """The ``min_peak_mass`` filter keeps at least this many (the sharpest) while more exist:
-        the model's calibrated ``fine.keep_sharpest`` unless set here (0 = the limit alone
-        decides; 0 for models without a fine stage, where it has no effect)."""
+        """The ``min_peak_mass`` filter (and ``verify_alignment``) keeps at least this many (the
+        sharpest) while more exist: the model's calibrated ``fine.keep_sharpest`` unless set here
+        (0 = the limit alone decides; 0 for models without a fine stage)."""
         if self.options.keep_sharpest is not None:
             return self.options.keep_sharpest
         return self.config.fine.keep_sharpest if self.config.fine is not None else 0

@@ -45,10 +45,11 @@ class MatchingOptions:
         min_peak_mass: with the fine stage, matches whose fine window holds less probability
             than this around its peak are dropped; None = the model's calibrated
             ``fine.min_peak_mass``, 0 = keep every mutual match.
-        keep_sharpest: the ``min_peak_mass`` filter never leaves fewer than this many matches
-            while more exist: below it, the sharpest (highest peak mass) are kept, so a
-            low-texture pair still gets some; None = the model's calibrated
-            ``fine.keep_sharpest``, 0 = the limit alone decides.
+        keep_sharpest: the ``min_peak_mass`` filter (and ``verify_alignment``) never leaves
+            fewer than this many matches while more exist: below it, the sharpest (highest
+            peak mass; confidence without a fine stage) are kept, so a low-texture pair still
+            gets some; None = the model's calibrated ``fine.keep_sharpest`` (0 without a fine
+            stage), 0 = the limit alone decides.
         verify_alignment: with the photometric refinement, also drop the matches whose image
             patches it could not align (no contrast, a correlation under 0.3 or not improved, a
             move over 6 px). Never leaves fewer than ``keep_sharpest`` matches while more exist
