@@ -109,9 +109,9 @@ def build_method(name: str, backend: str = "onnxruntime", weights: Optional[str]
     """Make the method called ``name`` (one of :data:`METHOD_NAMES`).
 
     ``backend``/``weights``/``preset``/``refinement``/``verify_alignment`` configure ``model``
-    and ``model-cached`` only; ``threads`` is the
-    CPU thread count given to the learned matchers (onnxruntime intra-op / torch threads). Raises
-    MethodUnavailable with the reason when the method cannot run here.
+    and ``model-cached`` only; ``threads`` is the CPU thread count given to the learned matchers
+    (onnxruntime intra-op / torch threads). Raises MethodUnavailable with the reason when the
+    method cannot run here.
     """
     if name in baselines.BASELINES:
         baseline = baselines.BASELINES[name]()

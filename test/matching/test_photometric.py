@@ -273,18 +273,23 @@ def test_mixed_uint8_and_uint16_inputs_are_scaled_each() -> None:
     assert np.median(np.linalg.norm(refined - truth, axis=1)) < 0.15
 
 
+def _one_cell_right_conf(stride: int = 16) -> np.ndarray:
+    """Confidence matrix of a SIZE input at ``stride``: every cell matches the cell to its right
+    (0.9), the last column nothing."""
+    grid_w, grid_h = SIZE[0] // stride, SIZE[1] // stride
+    conf = np.zeros((grid_w * grid_h, grid_w * grid_h), np.float32)
+    for row in range(grid_h):
+        for col in range(grid_w - 1):
+            conf[row * grid_w + col, row * grid_w + col + 1] = 0.9
+    return conf
+
+
 def test_photometric_option_needs_the_images_and_refines_with_them() -> None:
     """``match_confidence`` with refinement photometric: an error without the input images; with
     them, matches of an image and its shifted copy land on the true shift."""
     config = get_preset("seed")    # stride 16, no fine stage -> expectation, then photometric
-    width, height = 320, 240
-    grid_w, grid_h = width // 16, height // 16
-    cells = grid_w * grid_h
-    conf = np.zeros((cells, cells), np.float32)
-    shift_cells = (1, 0)
-    for row in range(grid_h):
-        for col in range(grid_w - 1):
-            conf[row * grid_w + col, row * grid_w + col + shift_cells[0]] = 0.9
+    width, height = SIZE
+    conf = _one_cell_right_conf()
     options = MatchingOptions(threshold=0.5, border_margin=1, refinement="photometric")
     with pytest.raises(ValueError, match="photometric"):
         match_confidence(conf, config, options, input_size=(width, height))
@@ -310,12 +315,8 @@ def test_verify_alignment_drops_the_matches_whose_patches_do_not_align() -> None
     from the border, where patches fit), but never leaves fewer than ``keep_sharpest`` while more
     exist."""
     config = get_preset("seed")    # no fine stage: expectation, then photometric
-    width, height = 320, 240
-    grid_w, grid_h = width // 16, height // 16
-    conf = np.zeros((grid_w * grid_h, grid_w * grid_h), np.float32)
-    for row in range(grid_h):
-        for col in range(grid_w - 1):
-            conf[row * grid_w + col, row * grid_w + col + 1] = 0.9
+    width, height = SIZE
+    conf = _one_cell_right_conf()
     image0 = _texture()
     true_shift = np.array([16.0 + 1.4, 0.6])
     image1 = _warp(image0, np.array([[1, 0, true_shift[0]], [0, 1, true_shift[1]]]))
